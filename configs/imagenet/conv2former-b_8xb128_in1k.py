@@ -1,0 +1,5 @@
+_base_ = ['./conv2former-t_8xb128_in1k.py']
+
+model = dict(
+    backbone=dict(arch='base', drop_path_rate=0.5),
+    neck=dict(in_channels=768))

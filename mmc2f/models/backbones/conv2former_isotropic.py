@@ -1,0 +1,172 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""Isotropic Conv2Former (paper section 4.5): ViT-style, one resolution.
+
+The authors did not release this variant. The paper fixes 18 blocks and two
+patch embeddings (one 16x16 stride-16 conv, or three convs) and says the
+channels were chosen to match the model size of ConvNeXt's isotropic models;
+the widths below are the ones that give the paper's 23M / 4.3G (IS) and
+86M / 16.5G (IB) with a linear classifier (see ``tools/analysis/get_flops.py
+--paper``).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from .conv2former import (Conv2FormerBlock, LayerNorm2d, check_common_args,
+                          check_input, check_kernel_size,
+                          init_conv2former_weights, linear_drop_path_rates)
+
+ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
+    'small': dict(channels=328, depth=18),
+    'base': dict(channels=640, depth=18),
+}
+ISOTROPIC_ALIASES = {'is': 'small', 's': 'small', 'ib': 'base', 'b': 'base'}
+
+
+def patch_embed(kind: str, in_channels: int, dim: int) -> nn.Sequential:
+    """Stride-16 patch embedding.
+
+    ``'conv'``: one 16x16 stride-16 conv, as ViT. ``'conv3'``: three convs
+    (3x3 s2, 3x3 s2, 4x4 s4) with GELU and BatchNorm between them, in the
+    style of the hierarchical model's stem, which sees pixels at a finer
+    stride before the patch projection.
+    """
+    if kind == 'conv':
+        return nn.Sequential(nn.Conv2d(in_channels, dim, 16, stride=16))
+    if kind == 'conv3':
+        c1, c2 = dim // 8, dim // 4
+        return nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, stride=2, padding=1, bias=False),
+            nn.GELU(),
+            nn.BatchNorm2d(c1),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False),
+            nn.GELU(),
+            nn.BatchNorm2d(c2),
+            nn.Conv2d(c2, dim, 4, stride=4),
+        )
+    raise ValueError(f"Unknown patch_embed {kind!r}; valid are 'conv' (one "
+                     "16x16 conv) and 'conv3' (three convs)")
+
+
+class Conv2FormerIsotropic(BaseModule):
+    """Isotropic Conv2Former: a stride-16 patch embedding followed by a
+    sequence of Conv2Former blocks at a single resolution.
+
+    Args:
+        arch (str | dict): ``'small'``/``'IS'`` or ``'base'``/``'IB'``, or a
+            dict with ``channels`` (int) and ``depth`` (int).
+        in_channels (int): Input channels. Defaults to 3.
+        patch_embed_type (str): ``'conv'`` or ``'conv3'``. Defaults to
+            ``'conv'``.
+        kernel_size (int): Depthwise kernel. Defaults to 11.
+        mlp_ratio (int): MLP expansion. Defaults to 4.
+        drop_path_rate (float): Stochastic depth rate. Defaults to 0.
+        layer_scale_init_value (float): Defaults to 1e-6.
+        fusion (str): How A modulates V (see :class:`Conv2Former`).
+        out_indices (Sequence[int] | int): Blocks whose outputs are returned,
+            negative indices from the end. Defaults to -1 (the last).
+        final_norm (bool): Layer norm on each returned map. Defaults to True.
+        with_cp (bool): Gradient checkpointing per block.
+        init_cfg (dict | list[dict], optional): mmengine init config.
+
+    Shapes:
+        Input ``(N, in_channels, H, W)``, H, W >= 16; every output is
+        ``(N, channels, floor(H / 16), floor(W / 16))``.
+
+    Example:
+        >>> import torch
+        >>> from mmc2f.models import Conv2FormerIsotropic
+        >>> model = Conv2FormerIsotropic('IS').eval()
+        >>> tuple(model(torch.rand(1, 3, 224, 224))[0].shape)
+        (1, 328, 14, 14)
+    """
+    arch_settings = ISOTROPIC_ARCH_SETTINGS
+    min_input_size = 16
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 patch_embed_type: str = 'conv',
+                 kernel_size: int = 11,
+                 mlp_ratio: int = 4,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = 1e-6,
+                 fusion: str = 'hadamard',
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 final_norm: bool = True,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            name = ISOTROPIC_ALIASES.get(arch.lower(), arch.lower())
+            if name not in self.arch_settings:
+                raise ValueError(
+                    f'Unknown arch {arch!r}; valid presets are '
+                    f"{sorted(self.arch_settings)} (or 'IS', 'IB'), or a dict "
+                    'with "channels" and "depth"')
+            arch = self.arch_settings[name]
+        elif not {'channels', 'depth'} <= set(arch):
+            raise ValueError('arch dict needs "channels" and "depth", got '
+                             f'{sorted(arch)}')
+        self.channels: int = arch['channels']
+        self.depth: int = arch['depth']
+        check_kernel_size(kernel_size)
+        check_common_args(fusion, drop_path_rate)
+        self.in_channels = in_channels
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        for index in out_indices:
+            if not -self.depth <= index < self.depth:
+                raise ValueError(f'out_indices entry {index} is out of range:'
+                                 f' valid are {-self.depth}..{self.depth - 1}')
+        self.out_indices = tuple(sorted({i % self.depth for i in out_indices}))
+        if len(self.out_indices) != len(out_indices):
+            raise ValueError(f'out_indices {list(out_indices)} name a block '
+                             'twice')
+
+        self.patch_embed = patch_embed(patch_embed_type, in_channels,
+                                       self.channels)
+        dpr = linear_drop_path_rates(drop_path_rate, self.depth)
+        self.blocks = nn.Sequential(*[
+            Conv2FormerBlock(
+                self.channels,
+                kernel_size,
+                mlp_ratio=mlp_ratio,
+                drop_path=dpr[i],
+                layer_scale_init_value=layer_scale_init_value,
+                fusion=fusion,
+                with_cp=with_cp) for i in range(self.depth)
+        ])
+        self.final_norm = final_norm
+        if final_norm:
+            self.norm = LayerNorm2d(self.channels)
+
+    def init_weights(self) -> None:
+        if self.init_cfg is None:
+            self.apply(init_conv2former_weights)
+        super().init_weights()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        check_input(x, self.in_channels, self.min_input_size)
+        x = self.patch_embed(x)
+        outs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.out_indices:
+                outs.append(self.norm(x) if self.final_norm else x)
+        return tuple(outs)
+
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """Layer id for layer-wise learning-rate decay: the patch embedding
+        is 0, block i is i + 1, everything after the blocks the last."""
+        num_layers = self.depth + 2
+        name = param_name[len(prefix):].split('.') \
+            if param_name.startswith(prefix) else ['']
+        if name[0] == 'patch_embed':
+            return 0, num_layers
+        if name[0] == 'blocks':
+            return int(name[1]) + 1, num_layers
+        return num_layers - 1, num_layers

@@ -1,0 +1,34 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""The one place where mmc2f registers its modules.
+
+Each module goes into the ``mmc2f`` scope (children of mmengine's root
+registries), so configs of any OpenMMLab library can name it
+``type='mmc2f.Conv2Former'`` after ``custom_imports=dict(imports=['mmc2f'])``,
+the way mmdet configs name ``mmpretrain.ConvNeXt``. It is also registered in
+mmengine's root registries, which mmdet, mmseg and mmpretrain search after
+their own, so the plain ``type='Conv2Former'`` works too.
+"""
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import Registry
+
+from .engine import LayerDecayOptimWrapperConstructor
+from .models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmc2f')
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    scope='mmc2f')
+
+for registry, root, modules in (
+    (MODELS, MMENGINE_MODELS,
+     (Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck)),
+    (OPTIM_WRAPPER_CONSTRUCTORS, MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+     (LayerDecayOptimWrapperConstructor, )),
+):
+    for module in modules:
+        registry.register_module(module=module)
+        # force: re-importing mmc2f (e.g. importlib.reload) is not an error.
+        root.register_module(module=module, force=True)

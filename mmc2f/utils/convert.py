@@ -1,0 +1,147 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""Conversion of the authors' released (timm-format) Conv2Former checkpoints
+into mmpretrain-style ``backbone.* / neck.* / head.*`` state dicts."""
+import os
+import os.path as osp
+import re
+import tempfile
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from .checkpoint import safe_torch_load
+
+# Keys every released Conv2Former state dict has, whatever the variant.
+EXPECTED_KEYS = (
+    'downsample_layers.0.0.weight',
+    'downsample_layers.0.6.weight',
+    'downsample_layers.1.1.weight',
+    'stages.0.0.attn.att.2.weight',
+    'stages.0.0.mlp.fc1.weight',
+)
+# The released classifier: head.0 (1x1 conv to 1280), head.2 (LN), pred.
+_HEAD_RENAMES = (
+    (r'^head\.0\.', 'neck.conv.'),
+    (r'^head\.2\.', 'neck.norm.'),
+    (r'^pred\.', 'head.fc.'),
+)
+_BACKBONE = re.compile(r'^(downsample_layers|stages)\.')
+
+
+class NotAConv2FormerCheckpoint(ValueError):
+    """The file does not hold a released Conv2Former state dict."""
+
+
+def select_state_dict(checkpoint: Any, filename: str,
+                      ema: bool = False) -> Dict[str, torch.Tensor]:
+    """The model weights in a released checkpoint: ``state_dict_ema`` when
+    ``ema``, else ``state_dict``, ``model`` or the bare dict; a DDP
+    ``module.`` prefix is removed."""
+    if not isinstance(checkpoint, dict):
+        raise NotAConv2FormerCheckpoint(
+            f'{filename} holds a {type(checkpoint).__name__}, not a dict of '
+            'weights')
+    if ema:
+        if 'state_dict_ema' not in checkpoint:
+            raise NotAConv2FormerCheckpoint(
+                f'--ema asked for the EMA weights but {filename} has no '
+                f'"state_dict_ema" (top-level keys: {sorted(checkpoint)[:10]})')
+        state_dict = checkpoint['state_dict_ema']
+    else:
+        state_dict = next((checkpoint[k] for k in ('state_dict', 'model')
+                           if isinstance(checkpoint.get(k), dict)), checkpoint)
+    return OrderedDict((k[len('module.'):] if k.startswith('module.') else k,
+                        v) for k, v in state_dict.items())
+
+
+def infer_arch(state_dict: Dict[str, torch.Tensor]) -> dict:
+    """Channels, depths and kernel size read off the tensor shapes."""
+    channels = [state_dict['downsample_layers.0.6.weight'].shape[0]] + [
+        state_dict[f'downsample_layers.{i}.1.weight'].shape[0]
+        for i in (1, 2, 3)
+    ]
+    depths = [
+        1 + max(
+            int(m.group(1)) for k in state_dict
+            for m in [re.match(rf'stages\.{i}\.(\d+)\.', k)] if m)
+        for i in range(4)
+    ]
+    kernel_size = state_dict['stages.0.0.attn.att.2.weight'].shape[-1]
+    return dict(channels=channels, depths=depths, kernel_size=kernel_size)
+
+
+def convert_state_dict(
+        state_dict: Dict[str, torch.Tensor],
+        filename: str = '<state dict>'
+) -> Tuple['OrderedDict[str, torch.Tensor]', dict]:
+    """Rename a released state dict to mmc2f's ImageNet classifier.
+
+    Returns:
+        tuple: The renamed state dict and the inferred arch dict.
+
+    Raises:
+        NotAConv2FormerCheckpoint: Expected keys are absent, or some keys
+            would be dropped by the conversion.
+    """
+    missing = [k for k in EXPECTED_KEYS if k not in state_dict]
+    if missing:
+        raise NotAConv2FormerCheckpoint(
+            f'{filename} does not look like a Conv2Former checkpoint: it '
+            f'lacks {missing}. Expected the released keys '
+            f'{list(EXPECTED_KEYS)} (plus head.0/head.2/pred for the '
+            f'classifier); its first keys are {list(state_dict)[:5]}')
+    converted: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    unknown = []
+    for key, value in state_dict.items():
+        if _BACKBONE.match(key):
+            converted['backbone.' + key] = value
+            continue
+        for pattern, repl in _HEAD_RENAMES:
+            if re.match(pattern, key):
+                converted[re.sub(pattern, repl, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise NotAConv2FormerCheckpoint(
+            f'{filename} has keys the released Conv2Former does not have: '
+            f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
+    return converted, infer_arch(state_dict)
+
+
+def atomic_save(obj: Any, filename: str) -> None:
+    """``torch.save`` through a temporary file in the same directory and an
+    atomic rename: a kill mid-write never leaves a partial ``filename``."""
+    directory = osp.dirname(osp.abspath(filename))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
+                               suffix='.pth')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def convert_checkpoint(src: str,
+                       dst: str,
+                       ema: bool = False,
+                       meta: Optional[dict] = None) -> dict:
+    """Read a released checkpoint, write an mmpretrain-style one.
+
+    Returns:
+        dict: The ``meta`` written (inferred arch, source, EMA flag).
+    """
+    state_dict = select_state_dict(safe_torch_load(src), src, ema)
+    converted, arch = convert_state_dict(state_dict, src)
+    from ..version import __version__
+    meta = dict(meta or {}, mmc2f_version=__version__, source=src, ema=ema,
+                arch=arch)
+    atomic_save(dict(state_dict=converted, meta=meta), dst)
+    return meta

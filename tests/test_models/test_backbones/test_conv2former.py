@@ -1,0 +1,303 @@
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mmc2f.models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
+from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, FUSIONS
+from tests.released_reference import (make_released_state_dict, max_rel_error,
+                                      released_forward)
+
+# REFERENCE.md section 3, counted on the published code (millions).
+PAPER_PARAMS = {
+    # arch: (backbone alone, with the 1280 head and a 1000-class classifier)
+    'nano': (13.05, 15.0),
+    'tiny': (24.68, 26.7),
+    'small': (48.01, 50.0),
+    'base': (87.76, 90.0),
+    'large': (196.30, 198.9),
+}
+SMALL_ARCH = dict(channels=[16, 32, 48, 64], depths=[1, 2, 3, 1],
+                  kernel_size=5)
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def stage_size(size: int, stage: int) -> int:
+    size = math.ceil(size / 2) // 2
+    for _ in range(stage):
+        size //= 2
+    return size
+
+
+@pytest.mark.parametrize('arch', list(PAPER_PARAMS))
+def test_param_counts_match_paper(arch):
+    with torch.device('meta'):
+        backbone = Conv2Former(arch)
+        neck = Conv2FormerNeck(backbone.channels[-1])
+        classifier = nn.Linear(1280, 1000)
+    alone, full = PAPER_PARAMS[arch]
+    assert round(num_params(backbone) / 1e6, 2) == alone
+    total = num_params(backbone) + num_params(neck) + num_params(classifier)
+    assert round(total / 1e6, 1) == full
+
+
+@pytest.mark.parametrize('arch', list(ARCH_SETTINGS))
+def test_presets_shapes(arch):
+    model = Conv2Former(arch, out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 64, 64))
+    channels = ARCH_SETTINGS[arch]['channels']
+    assert [tuple(o.shape) for o in outs] == [
+        (1, c, 64 // 2**(i + 2), 64 // 2**(i + 2))
+        for i, c in enumerate(channels)
+    ]
+    assert model.kernel_size == (7 if arch == 'nano' else 11)
+
+
+def test_arch_aliases_and_dict():
+    assert Conv2Former('T').channels == ARCH_SETTINGS['tiny']['channels']
+    model = Conv2Former(SMALL_ARCH)
+    assert model.depths == [1, 2, 3, 1] and model.kernel_size == 5
+    assert Conv2Former(SMALL_ARCH, kernel_size=21).kernel_size == 21
+
+
+@pytest.mark.parametrize('hw', [(32, 32), (33, 47), (65, 100), (224, 160)])
+def test_odd_input_sizes(hw):
+    model = Conv2Former(SMALL_ARCH, out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(2, 3, *hw))
+    for i, out in enumerate(outs):
+        assert out.shape == (2, SMALL_ARCH['channels'][i],
+                             stage_size(hw[0], i), stage_size(hw[1], i))
+
+
+def test_out_indices_negative_and_out_norm():
+    model = Conv2Former(SMALL_ARCH, out_indices=(-1, 1), out_norm=True)
+    assert model.out_indices == (1, 3)
+    assert hasattr(model, 'norm1') and hasattr(model, 'norm3')
+    assert not hasattr(model, 'norm0')
+    outs = model(torch.rand(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [32, 64]
+    # The out norm normalises each position over channels.
+    mean = outs[1].mean(dim=1)
+    assert mean.abs().max() < 1e-4
+
+
+@pytest.mark.parametrize('arch,depths', [(SMALL_ARCH, SMALL_ARCH['depths']),
+                                         ('tiny', [3, 3, 12, 3])])
+def test_equivalence_with_released_forward(arch, depths):
+    cfg = ARCH_SETTINGS[arch] if isinstance(arch, str) else arch
+    sd = make_released_state_dict(cfg['channels'], depths,
+                                  cfg['kernel_size'], seed=1)
+    model = Conv2Former(arch, out_indices=(0, 1, 2, 3)).eval()
+    backbone_sd = {
+        k: v
+        for k, v in sd.items() if k.startswith(('downsample_', 'stages'))
+    }
+    missing, unexpected = model.load_state_dict(backbone_sd, strict=True)
+    assert not missing and not unexpected
+    x = torch.randn(2, 3, 96, 80)
+    with torch.no_grad():
+        outs = model(x)
+        ref_stages, _ = released_forward(sd, x, depths)
+    for out, ref in zip(outs, ref_stages):
+        assert max_rel_error(out, ref) < 1e-5
+    # The fast paths (channels_last input, grad mode) compute the same.
+    with torch.no_grad():
+        outs_cl = model(x.contiguous(memory_format=torch.channels_last))
+    outs_grad = model(x)
+    for out, cl, gr, ref in zip(outs, outs_cl, outs_grad, ref_stages):
+        assert max_rel_error(cl, ref) < 1e-5
+        assert max_rel_error(gr.detach(), ref) < 1e-5
+
+
+def test_frozen_stages():
+    model = Conv2Former(SMALL_ARCH, frozen_stages=2, out_norm=True,
+                        out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    model.train()
+    for i in range(2):
+        for module in (model.downsample_layers[i], model.stages[i],
+                       getattr(model, f'norm{i}')):
+            assert not module.training
+            assert all(not p.requires_grad for p in module.parameters())
+    for i in range(2, 4):
+        assert model.stages[i].training
+        assert all(p.requires_grad for p in model.stages[i].parameters())
+    # Frozen stem BatchNorm keeps its running stats through training steps.
+    bn = model.downsample_layers[0][2]
+    before = bn.running_mean.clone()
+    model(torch.rand(2, 3, 64, 64))
+    assert torch.equal(before, bn.running_mean)
+
+
+def test_norm_eval():
+    model = Conv2Former(SMALL_ARCH, norm_eval=True)
+    assert model.train() is model
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 2 and all(not m.training for m in bns)
+    assert model.stages[0].training
+    model = Conv2Former(SMALL_ARCH, norm_eval=False).train()
+    assert all(m.training for m in model.modules()
+               if isinstance(m, nn.BatchNorm2d))
+
+
+def test_with_cp_same_output_and_grads():
+    torch.manual_seed(0)
+    plain = Conv2Former(SMALL_ARCH, out_indices=(0, 1, 2, 3),
+                        layer_scale_init_value=0.5)
+    plain.init_weights()
+    ckpt = Conv2Former(SMALL_ARCH, out_indices=(0, 1, 2, 3),
+                       layer_scale_init_value=0.5, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for model in (plain, ckpt):
+        model.eval()  # BatchNorm in eval so both see identical statistics
+        outs = model(x)
+        sum(o.square().sum() for o in outs).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(plain(x), ckpt(x)):
+        assert torch.allclose(a, b, atol=1e-6)
+    for ga, gb in zip(*grads):
+        assert torch.allclose(ga, gb, rtol=1e-4, atol=1e-6)
+
+
+def test_drop_path_only_in_training():
+    model = Conv2Former(SMALL_ARCH, drop_path_rate=0.5,
+                        layer_scale_init_value=1.0)
+    model.init_weights()
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], model(x)[0])
+    model.train()
+    with torch.no_grad():
+        a, b = model(x)[0], model(x)[0]
+    assert not torch.equal(a, b)
+    # The last block gets the full rate, the first none.
+    rates = [
+        getattr(blk.drop_path, 'drop_prob', 0.) for s in model.stages
+        for blk in s
+    ]
+    assert rates[0] == 0 and rates[-1] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize('fusion', list(FUSIONS))
+def test_fusion_modes(fusion):
+    torch.manual_seed(0)
+    model = Conv2Former(SMALL_ARCH, fusion=fusion, layer_scale_init_value=1.)
+    model.init_weights()
+    ref = Conv2Former(SMALL_ARCH, layer_scale_init_value=1.)
+    ref.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    out = model(x)[0]
+    assert torch.isfinite(out).all()
+    if fusion != 'hadamard':
+        assert not torch.allclose(out, ref(x)[0])
+    # The modulation itself, checked on one block.
+    a = torch.randn(2, 4, 5, 5)
+    v = torch.randn(2, 4, 5, 5)
+    fused = FUSIONS[fusion](a, v)
+    expected = {
+        'hadamard': a * v,
+        'sum': a + v,
+        'sigmoid': torch.sigmoid(a) * v,
+        'l1': a / a.abs().sum(1, keepdim=True) * v,
+    }.get(fusion)
+    if expected is not None:
+        assert torch.allclose(fused, expected, atol=1e-6)
+    else:  # linear: A scaled into (0, 1]
+        scaled = fused / v
+        assert scaled.min() > 0 and scaled.max() <= 1 + 1e-6
+
+
+def test_init_weights_released_scheme():
+    model = Conv2Former(SMALL_ARCH)
+    model.init_weights()
+    conv = model.stages[0][0].attn.v
+    assert conv.bias.abs().max() == 0
+    assert conv.weight.std().item() == pytest.approx(0.02, rel=0.3)
+    assert model.stages[0][0].layer_scale_1.max().item() == pytest.approx(
+        1e-6)
+
+
+def test_get_layer_depth():
+    model = Conv2Former('tiny')  # stage 2: 12 blocks -> 4 groups
+    depth = model.get_layer_depth
+    assert depth('backbone.downsample_layers.0.0.weight', 'backbone.') == (0,
+                                                                          9)
+    assert depth('backbone.stages.0.2.attn.v.weight', 'backbone.')[0] == 1
+    assert depth('backbone.downsample_layers.1.1.weight', 'backbone.')[0] == 2
+    assert depth('backbone.stages.2.0.mlp.fc1.weight', 'backbone.')[0] == 3
+    assert depth('backbone.stages.2.11.mlp.fc1.weight', 'backbone.')[0] == 6
+    assert depth('backbone.stages.3.0.layer_scale_1', 'backbone.')[0] == 7
+    assert depth('backbone.norm3.weight', 'backbone.')[0] == 7
+    assert depth('neck.lateral_convs.0.conv.weight', 'backbone.')[0] == 8
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arch='huge'), "Unknown arch 'huge'"),
+    (dict(arch=dict(channels=[8, 16, 32, 64])), 'missing'),
+    (dict(arch=dict(channels=[8, 16, 32], depths=[1, 1, 1, 1])), '4 entries'),
+    (dict(kernel_size=6), 'positive odd'),
+    (dict(kernel_size=0), 'positive odd'),
+    (dict(out_indices=(4, )), 'out of range'),
+    (dict(out_indices=(1, -3)), 'twice'),
+    (dict(frozen_stages=5), 'frozen_stages'),
+    (dict(fusion='product'), "Unknown fusion 'product'"),
+    (dict(drop_path_rate=1.0), 'drop_path_rate'),
+    (dict(drop_path_rate=-0.1), 'drop_path_rate'),
+])
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Conv2Former(**kwargs)
+
+
+@pytest.mark.parametrize('x,match', [
+    (torch.rand(3, 64, 64), '4D input'),
+    (torch.rand(1, 1, 64, 64), '3 input channels'),
+    (torch.rand(1, 3, 16, 64), '>= 32'),
+])
+def test_invalid_inputs(x, match):
+    with pytest.raises(ValueError, match=match):
+        Conv2Former(SMALL_ARCH)(x)
+
+
+def test_nan_input_is_not_hidden():
+    model = Conv2Former(SMALL_ARCH).eval()
+    x = torch.rand(1, 3, 64, 64)
+    x[0, 0, 10, 10] = float('nan')
+    with torch.no_grad():
+        assert torch.isnan(model(x)[0]).any()
+
+
+@pytest.mark.parametrize('arch,channels', [('IS', 328), ('IB', 640)])
+@pytest.mark.parametrize('embed', ['conv', 'conv3'])
+def test_isotropic_shapes(arch, channels, embed):
+    model = Conv2FormerIsotropic(arch, patch_embed_type=embed,
+                                 out_indices=(5, -1)).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 64, 48))
+    assert [tuple(o.shape) for o in outs] == [(1, channels, 4, 3)] * 2
+    assert len(model.blocks) == 18
+
+
+@pytest.mark.parametrize('arch,paper', [('IS', 23e6), ('IB', 86e6)])
+def test_isotropic_params_near_paper(arch, paper):
+    with torch.device('meta'):
+        model = Conv2FormerIsotropic(arch)
+        classifier = nn.Linear(model.channels, 1000)
+    total = num_params(model) + num_params(classifier)
+    assert abs(total - paper) / paper < 0.03
+
+
+def test_isotropic_invalid():
+    with pytest.raises(ValueError, match="Unknown patch_embed 'conv5'"):
+        Conv2FormerIsotropic('IS', patch_embed_type='conv5')
+    with pytest.raises(ValueError, match='Unknown arch'):
+        Conv2FormerIsotropic('IL')

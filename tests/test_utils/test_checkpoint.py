@@ -1,0 +1,181 @@
+import argparse
+import os
+import os.path as osp
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner, load_checkpoint
+
+import mmc2f  # noqa: F401  registers the safe local loader
+from mmc2f.utils.checkpoint import (TRUST_ENV, CheckpointLoadError,
+                                    safe_torch_load)
+
+
+class ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        out = self.linear(inputs)  # default_collate stacked the batch
+        if mode == 'loss':
+            return dict(loss=(out - labels).square().mean())
+        return out
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    metainfo = dict(classes=('a', 'b'))
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return dict(inputs=torch.full((2, ), float(i)),
+                    labels=torch.ones(1))
+
+
+def runner_checkpoint(work_dir: str) -> str:
+    """A checkpoint written by mmengine's own Runner (numpy + HistoryBuffer)."""
+    runner = Runner(
+        model=ToyModel(),
+        work_dir=work_dir,
+        train_dataloader=dict(
+            dataset=ToyDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            batch_size=2),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=3),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3,
+                                           by_epoch=False)),
+        randomness=dict(seed=0),
+    )
+    runner.train()
+    return osp.join(work_dir, 'iter_3.pth')
+
+
+class Exploit:
+    """Pickles to a call that creates a file: the stand-in for malicious
+    code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker, ))
+
+
+def test_runner_checkpoint_loads(tmp_path):
+    ckpt = runner_checkpoint(str(tmp_path))
+    # torch's own default refuses it: this is what mmc2f fixes.
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(ckpt)
+    model = ToyModel()
+    checkpoint = load_checkpoint(model, ckpt)
+    assert 'message_hub' in checkpoint and 'meta' in checkpoint
+    hub = checkpoint['message_hub']['log_scalars']
+    assert hub['train/loss'].mean() > 0  # HistoryBuffer with its methods
+    assert checkpoint['meta']['iter'] == 3
+
+
+def test_runner_resume_from_checkpoint(tmp_path):
+    ckpt = runner_checkpoint(str(tmp_path / 'a'))
+    runner = Runner(
+        model=ToyModel(),
+        work_dir=str(tmp_path / 'b'),
+        train_dataloader=dict(
+            dataset=ToyDataset(),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            batch_size=2),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=4),
+        resume=True,
+        load_from=ckpt,
+    )
+    runner.train()
+    assert runner.iter == 4
+
+
+def test_timm_checkpoint_with_namespace_loads(tmp_path):
+    path = str(tmp_path / 'timm.pth.tar')
+    torch.save(
+        dict(epoch=299, arch='conv2former_t', version=2, metric=83.2,
+             state_dict={'w': torch.ones(2)},
+             args=argparse.Namespace(lr=1e-3, model='conv2former_t'),
+             amp_scaler={'scale': 65536.0}), path)
+    ckpt = safe_torch_load(path)
+    assert ckpt['args'].lr == 1e-3 and torch.equal(ckpt['state_dict']['w'],
+                                                    torch.ones(2))
+
+
+def test_numpy_objects_load(tmp_path):
+    path = str(tmp_path / 'np.pth')
+    torch.save(dict(a=np.arange(3), s=np.float64(2.5), i=np.int64(3)), path)
+    ckpt = safe_torch_load(path)
+    assert ckpt['a'].tolist() == [0, 1, 2] and ckpt['s'] == 2.5
+
+
+def test_code_executing_pickle_is_refused(tmp_path, monkeypatch):
+    marker = str(tmp_path / 'pwned')
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={'w': torch.ones(1)}, x=Exploit(marker)), path)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(CheckpointLoadError) as e:
+        load_checkpoint(ToyModel(), path)
+    message = str(e.value)
+    assert path in message and TRUST_ENV in message
+    assert 'os.makedirs' in message or 'posix' in message
+    assert not osp.exists(marker)  # the code did not run
+    # The user can opt in, for this file only.
+    monkeypatch.setenv(TRUST_ENV, path)
+    safe_torch_load(path)
+    assert osp.exists(marker)
+
+
+def test_getattr_restricted_to_history_buffer(tmp_path):
+    """A pickle that calls getattr on something else than a HistoryBuffer is
+    refused even though Runner checkpoints need builtins.getattr."""
+
+    class GetattrExploit:
+
+        def __reduce__(self):
+            return (getattr, (torch.ones(1), 'numpy'))
+
+    path = str(tmp_path / 'getattr.pth')
+    torch.save({'x': GetattrExploit()}, path)
+    with pytest.raises(CheckpointLoadError):
+        safe_torch_load(path)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        safe_torch_load(str(tmp_path / 'nope.pth'))
+    good = str(tmp_path / 'good.pth')
+    torch.save({'w': torch.randn(1000)}, good)
+    data = open(good, 'rb').read()
+    for name, content in (('truncated.pth', data[:len(data) // 2]),
+                          ('garbage.pth', b'not a checkpoint' * 10)):
+        path = str(tmp_path / name)
+        with open(path, 'wb') as f:
+            f.write(content)
+        with pytest.raises(CheckpointLoadError,
+                           match='truncated or corrupt') as e:
+            load_checkpoint(ToyModel(), path)
+        assert path in str(e.value)
+
+
+def test_no_global_change_to_torch(tmp_path):
+    """Loading through mmc2f leaves torch.load's allowlist as it was."""
+    before = list(torch.serialization.get_safe_globals())
+    path = str(tmp_path / 'np.pth')
+    torch.save({'a': np.arange(2)}, path)
+    safe_torch_load(path)
+    assert list(torch.serialization.get_safe_globals()) == before
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
