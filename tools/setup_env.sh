@@ -110,9 +110,19 @@ fi
 
 # 4. The OpenMMLab libraries, what they import without declaring, and mmc2f, pinned by the lock file.
 log "installing mmengine, mmdet, mmsegmentation, mmpretrain and mmc2f"
-"${PIP[@]}" install -q -c "$ROOT/requirements/lock.txt" \
+# The torch found or installed above is pinned so that no dependency swaps it.
+KEEP="$VENV/.mmc2f-keep-torch.txt"
+"$PY" - >"$KEEP" <<'PY'
+from importlib.metadata import version
+for name in ('torch', 'torchvision'):
+    print(f'{name}=={version(name)}')
+PY
+"${PIP[@]}" install -q -c "$ROOT/requirements/lock.txt" -c "$KEEP" \
   -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt"
-"${PIP[@]}" install -q -c "$ROOT/requirements/lock.txt" --no-build-isolation -e "$ROOT"
+"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
+# setuptools < 70 at run time too (mmengine imports pkg_resources); alone and without
+# dependencies, so that pip does not trade torch for an older one that accepts it.
+"${PIP[@]}" install -q --no-deps "setuptools==69.5.1"
 
 "$PY" -c "import mmc2f, mmdet.models, mmseg.models, mmpretrain.models; from mmcv.ops import RoIAlign; \
 print('mmc2f', mmc2f.__version__, 'ready')"
