@@ -1,0 +1,95 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""What ``tools/train.py`` and ``tools/test.py`` share: the MMDetection CLI
+applied to a config of any of the three task libraries, whose scope the
+config itself names (``default_scope``)."""
+import argparse
+import os
+import os.path as osp
+from typing import Callable, Dict
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def _mmdet_show(cfg: Config, show_dir: str) -> None:
+    cfg.default_hooks.visualization.update(draw=True, test_out_dir=show_dir)
+
+
+def _mmseg_show(cfg: Config, show_dir: str) -> None:
+    cfg.default_hooks.visualization.update(draw=True)
+    cfg.visualizer.save_dir = show_dir
+
+
+def _mmpretrain_show(cfg: Config, show_dir: str) -> None:
+    cfg.default_hooks.visualization.update(enable=True, out_dir=show_dir)
+
+
+def _dump_metric(metric_type: str) -> Callable[[Config, str], None]:
+
+    def add(cfg: Config, out: str) -> None:
+        evaluator = cfg.test_evaluator
+        metrics = evaluator if isinstance(evaluator, list) else [evaluator]
+        cfg.test_evaluator = metrics + [dict(type=metric_type,
+                                             out_file_path=out)]
+
+    return add
+
+
+def _mmseg_out(cfg: Config, out: str) -> None:
+    cfg.test_evaluator.update(output_dir=out, keep_results=True)
+
+
+# Per library: how --show-dir and --out reach its hooks and evaluators.
+SCOPES: Dict[str, Dict[str, Callable[[Config, str], None]]] = {
+    'mmdet': dict(show_dir=_mmdet_show, out=_dump_metric('DumpDetResults')),
+    'mmseg': dict(show_dir=_mmseg_show, out=_mmseg_out),
+    'mmpretrain': dict(show_dir=_mmpretrain_show,
+                       out=_dump_metric('mmengine.DumpResults')),
+}
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='directory of logs and outputs')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (pytorch: torchrun; see tools/dist_*.sh)')
+    # torchrun passes --local-rank (or sets LOCAL_RANK) to each process.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with the CLI's overrides, its scope checked."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ValueError(
+            f'{args.config} has default_scope={scope!r}; mmc2f tools run '
+            f'configs of {sorted(SCOPES)}: inherit one of their '
+            "default_runtime configs, e.g. 'mmdet::_base_/default_runtime.py'")
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    # mmc2f registers its safe checkpoint loader on import; configs without
+    # custom_imports still get it.
+    import mmc2f  # noqa: F401
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,51 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""Evaluate a checkpoint with any mmc2f config (COCO AP for detection, mIoU
+for segmentation, top-1 for ImageNet), with MMDetection's CLI.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
+        [--show-dir DIR] [--tta] [--cfg-options k=v ...] [--launcher pytorch]
+"""
+import argparse
+from mmc2f.utils.cli import (SCOPES, add_common_args, build_runner,
+                             load_config)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--out',
+        help='dump the predictions: a .pkl file (detection, '
+        'classification) or a directory of label maps (segmentation)')
+    parser.add_argument(
+        '--show-dir',
+        help='save images with the predictions drawn on them into this '
+        'directory (inside the work dir when relative)')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation from the config's "
+                        'tta_model and tta_pipeline')
+    add_common_args(parser)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    scope = SCOPES[cfg.default_scope]
+    if args.show_dir:
+        scope['show_dir'](cfg, args.show_dir)
+    if args.out:
+        scope['out'](cfg, args.out)
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise RuntimeError(f'--tta needs tta_model and tta_pipeline in '
+                               f'{args.config}')
+        cfg.model = dict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()
