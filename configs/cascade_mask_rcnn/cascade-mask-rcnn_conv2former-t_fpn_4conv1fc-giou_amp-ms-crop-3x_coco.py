@@ -5,10 +5,7 @@
 # channels and the layer-decay constructor. Inherited unchanged: heads, the
 # multi-scale + crop pipeline, AdamW lr 2e-4 / weight decay 0.05, AMP, 36
 # epochs (warm-up 1000 iters, MultiStepLR at 27 and 33), 8 GPUs x 2 images.
-_base_ = [
-    'mmdet::convnext/'
-    'cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py'
-]
+_base_ = ['mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py']  # noqa
 
 # Replaces the base's mmpretrain import: only mmc2f is needed.
 custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)

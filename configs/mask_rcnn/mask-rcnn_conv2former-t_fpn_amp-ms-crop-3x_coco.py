@@ -5,7 +5,7 @@
 # DETR-style multi-scale + crop training pipeline, AdamW lr 1e-4 / weight
 # decay 0.05, AMP, 36 epochs with 1000-iter linear warm-up and MultiStepLR
 # at epochs 27 and 33, 8 GPUs x 2 images (auto_scale_lr base_batch_size=16).
-_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
+_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']  # noqa
 
 # Replaces the base's mmpretrain import: only mmc2f is needed.
 custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)

@@ -5,7 +5,7 @@
 # 1e-4 / weight decay 0.05, AMP, 160k iters, warm-up 1500 + poly, 8 GPUs x 2
 # images) and changes only the backbone, the heads' input channels and the
 # layer-decay constructor.
-_base_ = ['mmseg::convnext/convnext-large_upernet_8xb2-amp-160k_ade20k-640x640.py']
+_base_ = ['mmseg::convnext/convnext-large_upernet_8xb2-amp-160k_ade20k-640x640.py']  # noqa
 
 # Replaces the base's mmpretrain/mmcls import: only mmc2f is needed.
 custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)
@@ -14,7 +14,8 @@ custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)
 # fine-tuned on ImageNet-1k (224 px, 87.0 % top-1; no 22k-only file). Make
 # it from that release with
 #   python tools/model_converters/conv2former_to_mmc2f.py \
-#       conv2former_l_22k_224.pth checkpoints/conv2former-l_in22k-pre_in1k_mmc2f.pth
+#       conv2former_l_22k_224.pth \
+#       checkpoints/conv2former-l_in22k-pre_in1k_mmc2f.pth
 # (or train without it: model.backbone.init_cfg=None).
 checkpoint_file = 'checkpoints/conv2former-l_in22k-pre_in1k_mmc2f.pth'
 

@@ -6,7 +6,7 @@
 # (dynamic loss scale), 160k iters (linear warm-up 1500 iters, then poly
 # power 1), 8 GPUs x 2 images, slide inference with 512 crops / 341 stride,
 # auxiliary FCN head (loss weight 0.4) on stage 2.
-_base_ = ['mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py']
+_base_ = ['mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py']  # noqa
 
 # Replaces the base's mmpretrain import: only mmc2f is needed.
 custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)

@@ -454,7 +454,8 @@ class Conv2Former(BaseModule):
         The grouping of ConvNeXt's detection recipe: the stem is layer 0,
         stage 0 (and the downsampling into stage 1) layer 1, stage 1 layer 2,
         the deep stage 2 in groups of three blocks, stage 3 the last layer;
-        anything outside the backbone (neck, heads) comes after it.
+        the output norms and anything outside the backbone (neck, heads)
+        come after it.
 
         Args:
             param_name (str): Parameter name, e.g.
@@ -476,6 +477,5 @@ class Conv2Former(BaseModule):
         if name[0] == 'stages':
             stage, block = int(name[1]), int(name[2])
             return [1, 2, 3 + block // 3, last][stage], num_layers
-        if name[0].startswith('norm'):
-            return last, num_layers
+        # Output norms go with the neck and heads, as in ConvNeXt's recipe.
         return num_layers - 1, num_layers

@@ -236,7 +236,7 @@ def test_get_layer_depth():
     assert depth('backbone.stages.2.0.mlp.fc1.weight', 'backbone.')[0] == 3
     assert depth('backbone.stages.2.11.mlp.fc1.weight', 'backbone.')[0] == 6
     assert depth('backbone.stages.3.0.layer_scale_1', 'backbone.')[0] == 7
-    assert depth('backbone.norm3.weight', 'backbone.')[0] == 7
+    assert depth('backbone.norm3.weight', 'backbone.')[0] == 8
     assert depth('neck.lateral_convs.0.conv.weight', 'backbone.')[0] == 8
 
 
