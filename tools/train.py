@@ -6,10 +6,7 @@ ImageNet classification (mmpretrain), with MMDetection's CLI.
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import logging
 
-import torch
-from mmengine.logging import print_log
 from mmc2f.utils.cli import add_common_args, build_runner, load_config
 
 
@@ -42,14 +39,6 @@ def main() -> None:
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
-    if (cfg.optim_wrapper.get('type') == 'AmpOptimWrapper'
-            and not torch.cuda.is_available()):
-        # mmengine's AMP wrapper asserts a GPU; the paper's configs use AMP,
-        # so a CPU run (smoke test, tiny data) falls back to fp32, loudly.
-        print_log('No GPU: AmpOptimWrapper replaced by OptimWrapper (fp32).',
-                  logger='current', level=logging.WARNING)
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        cfg.optim_wrapper.pop('loss_scale', None)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise RuntimeError(

@@ -16,7 +16,8 @@ def _mmdet_show(cfg: Config, show_dir: str) -> None:
 
 
 def _mmseg_show(cfg: Config, show_dir: str) -> None:
-    cfg.default_hooks.visualization.update(draw=True)
+    # mmseg's hook draws every 50th batch by default; --show-dir means all.
+    cfg.default_hooks.visualization.update(draw=True, interval=1)
     cfg.visualizer.save_dir = show_dir
 
 

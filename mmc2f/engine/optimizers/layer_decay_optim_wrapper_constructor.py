@@ -1,9 +1,12 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
+import logging
 from typing import Dict, List
 
 import torch.nn as nn
+from mmengine.device import get_device
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
 
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
@@ -23,12 +26,33 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     ``paramwise_cfg`` keys:
         decay_rate (float): Per-layer decay of the learning rate.
 
+    The paper's configs train with AMP, which mmengine's ``AmpOptimWrapper``
+    supports on accelerators only; on a CPU (smoke tests, the demo) the
+    wrapper falls back to fp32 ``OptimWrapper`` with a warning, whichever
+    train script builds it.
+
     Example:
         >>> optim_wrapper = dict(
         ...     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
         ...     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
         ...     paramwise_cfg=dict(decay_rate=0.95))
     """
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        if (self.optim_wrapper_cfg.get('type') == 'AmpOptimWrapper'
+                and get_device() == 'cpu'):
+            print_log(
+                'No GPU/NPU/MLU: AmpOptimWrapper replaced by OptimWrapper, '
+                'training runs in fp32.',
+                logger='current',
+                level=logging.WARNING)
+            self.optim_wrapper_cfg = {
+                k: v
+                for k, v in self.optim_wrapper_cfg.items()
+                if k not in ('loss_scale', 'dtype', 'use_fsdp')
+            }
+            self.optim_wrapper_cfg['type'] = 'OptimWrapper'
+        return super().__call__(model)
 
     def add_params(self, params: List[dict], module: nn.Module,
                    **kwargs) -> None:

@@ -1,0 +1,105 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""Command-line overrides that point a real config at a small generated
+dataset and shrink its image scale and schedule, leaving the rest (model,
+pipeline structure, optimiser, hooks) as the config has it.
+
+They are derived from the loaded config rather than hard-coded, so the same
+function serves Mask R-CNN and Cascade Mask R-CNN (three box heads), or any
+UperNet config.
+"""
+from typing import Any, Dict, List, Sequence
+
+from mmengine.config import Config
+
+Overrides = Dict[str, Any]
+
+
+def to_cli(overrides: Overrides) -> List[str]:
+    """``--cfg-options`` arguments; values in Python literal syntax, which
+    mmengine's ``DictAction`` parses back."""
+    return [f'{key}={value!r}'.replace(' ', '') for key, value in
+            overrides.items()]
+
+
+def _scaled(scales: Sequence[Sequence[int]], factor: float) -> list:
+    return [tuple(max(int(s * factor), 32) for s in scale) for scale in scales]
+
+
+def _scale_pipeline(pipeline: list, prefix: str, factor: float) -> Overrides:
+    """Rescale every image size (resize scales, crop sizes) in a pipeline,
+    keyed by list index as ``--cfg-options`` addresses it."""
+    out: Overrides = {}
+
+    def visit(node: Any, key: str) -> None:
+        if isinstance(node, (list, tuple)):
+            for i, child in enumerate(node):
+                visit(child, f'{key}.{i}')
+        elif isinstance(node, dict):
+            for name in ('scale', 'crop_size'):
+                if isinstance(node.get(name), (list, tuple)):
+                    out[f'{key}.{name}'] = _scaled([node[name]], factor)[0]
+            if isinstance(node.get('scales'), (list, tuple)):
+                out[f'{key}.scales'] = _scaled(node['scales'], factor)
+            for name in ('transforms', ):
+                if name in node:
+                    visit(node[name], f'{key}.{name}')
+
+    visit(pipeline, prefix)
+    return out
+
+
+def coco_overrides(cfg: Config, data: Dict[str, str], classes: Sequence[str],
+                   scale_factor: float) -> Overrides:
+    """Data paths, classes and image scale of an mmdet COCO config.
+
+    Args:
+        cfg: The loaded config.
+        data: What :func:`~mmc2f.testing.make_coco_shapes` returns.
+        classes: The dataset's category names.
+        scale_factor: Multiplies every resize scale and crop size.
+    """
+    out: Overrides = {}
+    for split, ann, img in (('train', 'train_ann', 'train_img'),
+                            ('val', 'val_ann', 'val_img'),
+                            ('test', 'val_ann', 'val_img')):
+        key = f'{split}_dataloader.dataset'
+        out.update({
+            f'{key}.data_root': data['data_root'],
+            f'{key}.ann_file': data[ann],
+            f'{key}.data_prefix.img': data[img],
+            f'{key}.metainfo.classes': tuple(classes),
+        })
+        out.update(
+            _scale_pipeline(cfg[f'{split}_dataloader'].dataset.pipeline,
+                            f'{key}.pipeline', scale_factor))
+    for split in ('val', 'test'):
+        out[f'{split}_evaluator.ann_file'] = (
+            f"{data['data_root']}/{data['val_ann']}")
+    roi_head = cfg.model.roi_head
+    for head in ('bbox_head', 'mask_head'):
+        heads = roi_head[head]
+        if isinstance(heads, (list, tuple)):  # cascade stages
+            for i in range(len(heads)):
+                out[f'model.roi_head.{head}.{i}.num_classes'] = len(classes)
+        else:
+            out[f'model.roi_head.{head}.num_classes'] = len(classes)
+    return out
+
+
+def ade_overrides(cfg: Config, data_root: str,
+                  scale_factor: float) -> Overrides:
+    """Data paths, crop size and image scale of an mmseg ADE20k config (its
+    150 classes are kept: the generated labels use the first few)."""
+    out: Overrides = {}
+    for split in ('train', 'val', 'test'):
+        key = f'{split}_dataloader.dataset'
+        out[f'{key}.data_root'] = data_root
+        out.update(
+            _scale_pipeline(cfg[f'{split}_dataloader'].dataset.pipeline,
+                            f'{key}.pipeline', scale_factor))
+    crop = _scaled([cfg.crop_size], scale_factor)[0]
+    out['model.data_preprocessor.size'] = crop
+    out['model.test_cfg.crop_size'] = crop
+    out['model.test_cfg.stride'] = _scaled([cfg.model.test_cfg.stride],
+                                           scale_factor)[0]
+    return out

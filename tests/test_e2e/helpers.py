@@ -1,0 +1,38 @@
+"""Running the train/test tools (ours and the libraries' own) as a user does:
+a subprocess with the real config and --cfg-options."""
+import os
+import os.path as osp
+import subprocess
+import sys
+from typing import List
+
+import mmengine
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def library_tool(package: str, name: str) -> str:
+    """A tool shipped inside an installed package, e.g. mmdet's train.py."""
+    module = __import__(package)
+    return osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
+
+
+def run_tool(tool: str, *args: str, timeout: int = 900) -> str:
+    """Run a tool script; its combined output, or a failure showing it."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='2')
+    result = subprocess.run([sys.executable, tool, *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f'{tool} failed:\n{output[-6000:]}'
+    return output
+
+
+def load(config: str) -> Config:
+    return Config.fromfile(osp.join(REPO, config))
+
+
+def written_images(folder: str) -> List[str]:
+    return [
+        f for f in mmengine.scandir(folder, ('.jpg', '.png'), recursive=True)
+    ]

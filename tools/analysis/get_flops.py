@@ -1,0 +1,270 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""Parameters and FLOPs of the model of an mmc2f config.
+
+    python tools/analysis/get_flops.py CONFIG [--shape H W] [--cfg-options ..]
+    python tools/analysis/get_flops.py --paper
+
+FLOPs are multiply-adds, as the paper and MMDetection / MMSegmentation /
+MMPretrain count them: mmengine's jit-traced ``FlopAnalyzer`` (what
+``mmengine.analysis.get_model_complexity_info`` returns as ``flops``; it is
+called directly here to skip that function's second, activation-counting
+trace). Convolutions, linear layers and matmuls count one FLOP per
+multiply-add; norms about 5 per element (2 for eval BN); bilinear upsampling 4
+per output element; element-wise ops (GELU, the Hadamard product A*V, adds)
+and custom autograd ops (mmcv's RoIAlign, NMS) are not counted. The ops left
+uncounted are listed after the numbers.
+
+What is counted follows each library's own ``get_flops.py`` (in its
+``.mim/tools/analysis_tools``), dispatched on the config's ``default_scope``:
+
+* mmdet: a packed image (``--shape``, default H=800 W=1280, the Swin/ConvNeXt
+  convention) goes through the data preprocessor, then ``forward(mode=
+  'tensor')`` (``_forward``): backbone, neck, RPN head, the RPN's proposals
+  (up to its test ``max_per_img``, 1000) through the RoI heads, masks on the
+  first 100 RoIs.
+* mmseg: ``forward(mode='tensor')`` of a random image (default H=512 W=2048)
+  without the auxiliary head, which mmseg's tool drops (also from params).
+* mmpretrain: the whole ``ImageClassifier`` (backbone, neck, head) at 224.
+
+The backbone's ``init_cfg`` is cleared (no checkpoint is loaded): weights do
+not change the count, except through the number of RPN proposals, which
+is printed.
+"""
+import argparse
+import os.path as osp
+import sys
+import time
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+# Input (H, W) by library when --shape is not given.
+DEFAULT_SHAPES: Dict[str, Tuple[int, int]] = {
+    'mmdet': (800, 1280),
+    'mmseg': (512, 2048),
+    'mmpretrain': (224, 224),
+}
+
+# The paper's numbers, by config under configs/. params in M (None: the paper
+# gives none), FLOPs in G, at input `shape` (H, W). `also`: further inputs to
+# measure for comparison only.
+PAPER: Dict[str, dict] = {
+    'imagenet/conv2former-n_8xb128_in1k.py': dict(
+        params=15.0, flops=2.33, shape=(224, 224),
+        source='Table 1; FLOPs of the published code (paper text: 2.2G)'),
+    'imagenet/conv2former-t_8xb128_in1k.py': dict(
+        params=26.7, flops=4.36, shape=(224, 224), source='Table 1'),
+    'imagenet/conv2former-s_8xb128_in1k.py': dict(
+        params=50.0, flops=8.71, shape=(224, 224), source='Table 1'),
+    'imagenet/conv2former-b_8xb128_in1k.py': dict(
+        params=90.0, flops=15.89, shape=(224, 224), source='Table 1'),
+    'imagenet/conv2former-l_8xb128_in1k.py': dict(
+        params=198.9, flops=36.04, shape=(224, 224), source='Table 1'),
+    'mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py': dict(
+        params=None, flops=255, shape=(800, 1280), source='Table 9'),
+    'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-t_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
+    dict(params=None, flops=734, shape=(800, 1280), source='Table 9'),
+    'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-s_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
+    dict(params=None, flops=823, shape=(800, 1280), source='Table 9'),
+    'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
+    dict(params=None, flops=968, shape=(800, 1280), source='Table 9'),
+    'upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py': dict(
+        params=55, flops=931, shape=(512, 2048), source='Table 10'),
+    'upernet/upernet_conv2former-s_8xb2-amp-160k_ade20k-512x512.py': dict(
+        params=78, flops=1021, shape=(512, 2048), source='Table 10'),
+    'upernet/upernet_conv2former-b_8xb2-amp-160k_ade20k-512x512.py': dict(
+        params=119, flops=1171, shape=(512, 2048), source='Table 10'),
+    'upernet/upernet_conv2former-l_in22k-pre_8xb2-amp-160k_ade20k-640x640.py':  # noqa
+    dict(params=230, flops=2483, shape=(640, 2560), also=[(512, 2048)],
+         source='Table 10; 640-crop model at 2560x640 (ConvNeXt\'s '
+         'convention for 640 crops): 2048x512 does not give 2483G'),
+}
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.get('default_scope') not in DEFAULT_SHAPES:
+        raise ValueError(f'{path}: default_scope={cfg.get("default_scope")!r}'
+                         f', expected one of {sorted(DEFAULT_SHAPES)}')
+    cfg.model.backbone.init_cfg = None  # no checkpoint to load
+    return cfg
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    scope = cfg.default_scope
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+        from mmdet.utils import register_all_modules
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS
+        from mmseg.utils import register_all_modules
+    else:
+        from mmpretrain.registry import MODELS
+        from mmpretrain.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(cfg.model)
+    if scope == 'mmseg' and getattr(model, 'auxiliary_head', None) is not None:
+        model.auxiliary_head = None  # as mmseg's get_flops.py
+    return revert_sync_batchnorm(model).eval()
+
+
+def _data_sample(scope: str, shape: Tuple[int, int]):
+    meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape)
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        return DetDataSample(metainfo=dict(meta, scale_factor=(1.0, 1.0)))
+    if scope == 'mmseg':
+        from mmseg.structures import SegDataSample
+        return SegDataSample(metainfo=meta)
+    from mmpretrain.structures import DataSample
+    return DataSample(metainfo=meta)
+
+
+def _uncounted(analyzer) -> str:
+    ops = Counter(analyzer.unsupported_ops())
+    return ', '.join(f'{op} x{n}' for op, n in ops.most_common()) or '-'
+
+
+def measure(cfg: Config, shape: Optional[Sequence[int]] = None,
+            seed: int = 0) -> dict:
+    """Params and FLOPs of cfg's model on one image of `shape` (H, W)."""
+    from mmengine.analysis import FlopAnalyzer, parameter_count
+    scope = cfg.default_scope
+    shape = tuple(shape or DEFAULT_SHAPES[scope])
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    # A packed input as the dataloader gives it, then the preprocessor
+    # (normalisation, padding to the size divisor), as mmdet's tool does.
+    image = torch.randint(0, 256, (3, ) + shape, dtype=torch.uint8)
+    data = model.data_preprocessor(
+        dict(inputs=[image], data_samples=[_data_sample(scope, shape)]),
+        training=False)
+    inputs, samples = data['inputs'], data['data_samples']
+    result = dict(scope=scope, input_shape=tuple(inputs.shape[1:]))
+
+    forward = model.forward
+    if scope == 'mmdet':
+        # Record how many RPN proposals reach the RoI heads.
+        proposals = []
+        predict = model.rpn_head.predict if getattr(
+            model, 'with_rpn', False) else None
+        if predict is not None:
+            def _predict(*args, **kwargs):
+                out = predict(*args, **kwargs)
+                proposals.append(len(out[0]))
+                return out
+            model.rpn_head.predict = _predict
+
+        def model_forward(x):
+            return forward(x, samples, mode='tensor')
+    else:
+        def model_forward(x):
+            return forward(x, mode='tensor')
+    model.forward = model_forward
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (inputs, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        result['flops'] = analyzer.total()
+    result['seconds'] = time.perf_counter() - start
+    result['params'] = parameter_count(model)['']
+    result['uncounted'] = _uncounted(analyzer)
+    if scope == 'mmdet' and proposals:
+        result['proposals'] = proposals[-1]
+    return result
+
+
+def report(config: str, result: dict) -> str:
+    lines = ['=' * 30, f'Config: {config}', f'Scope: {result["scope"]}',
+             f'Input shape: {result["input_shape"]}',
+             f'Params: {result["params"] / 1e6:.4f} M ({result["params"]})',
+             f'FLOPs: {result["flops"] / 1e9:.4f} G ({result["flops"]})']
+    if 'proposals' in result:
+        lines.append(f'RPN proposals: {result["proposals"]}')
+    lines += [f'Not counted: {result["uncounted"]}',
+              f'Time: {result["seconds"]:.1f} s', '=' * 30]
+    return '\n'.join(lines)
+
+
+def _diff(ours: float, paper: Optional[float]) -> str:
+    return '-' if paper is None else f'{(ours / paper - 1) * 100:+.1f}%'
+
+
+def paper_table(configs_dir: str, out=sys.stdout) -> List[dict]:
+    header = (f'{"config":<62} {"input HxW":>9} {"params":>8} {"paper":>6} '
+              f'{"diff":>6} {"FLOPs":>9} {"paper":>7} {"diff":>6}')
+    print(header, file=out)
+    print('-' * len(header), file=out)
+    rows, notes = [], []
+    for name, ref in PAPER.items():
+        for shape in [ref['shape']] + list(ref.get('also', [])):
+            cfg = load_config(osp.join(configs_dir, name))
+            res = measure(cfg, shape)
+            params, flops = res['params'] / 1e6, res['flops'] / 1e9
+            paper_params = ref['params'] if shape == ref['shape'] else None
+            paper_flops = ref['flops'] if shape == ref['shape'] else None
+            print(f'{osp.basename(name)[:-3]:<62} '
+                  f'{shape[0]:>4}x{shape[1]:<4} {params:>8.2f} '
+                  f'{paper_params if paper_params is not None else "-":>6} '
+                  f'{_diff(params, paper_params):>6} {flops:>9.2f} '
+                  f'{paper_flops if paper_flops is not None else "-":>7} '
+                  f'{_diff(flops, ref["flops"]):>6}', file=out, flush=True)
+            rows.append(dict(config=name, shape=shape, **res))
+        notes.append(f'{osp.basename(name)[:-3]}: {ref["source"]}')
+    print('\nparams in M, FLOPs in G (multiply-adds); diff = ours / paper - 1.'
+          ' Rows without a paper value: other inputs, diff against the '
+          "paper's FLOPs.", file=out)
+    print('\n'.join(notes), file=out)
+    return rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Params and FLOPs of an mmc2f config\'s model')
+    parser.add_argument('config', nargs='?', help='config file')
+    parser.add_argument(
+        '--shape', type=int, nargs='+',
+        help='input H W (one value: square); default by library: '
+        + ', '.join(f'{k} {h}x{w} (HxW)'
+                    for k, (h, w) in DEFAULT_SHAPES.items()))
+    parser.add_argument(
+        '--paper', action='store_true',
+        help='measure every config with a paper number and compare')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. model.backbone.arch=nano')
+    args = parser.parse_args(argv)
+    if not args.paper and args.config is None:
+        parser.error('a config, or --paper, is required')
+    if args.shape is not None:
+        if len(args.shape) == 1:
+            args.shape = args.shape * 2
+        if len(args.shape) != 2:
+            parser.error('--shape takes H W, or one value for both')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine').setLevel('ERROR')
+    if args.paper:
+        start = time.perf_counter()
+        paper_table(osp.join(REPO, 'configs'))
+        print(f'\nTotal time: {time.perf_counter() - start:.0f} s')
+        return
+    cfg = load_config(args.config, args.cfg_options)
+    print(report(args.config, measure(cfg, args.shape)))
+
+
+if __name__ == '__main__':
+    main()
