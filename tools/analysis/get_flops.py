@@ -21,7 +21,12 @@ What is counted follows each library's own ``get_flops.py`` (in its
   convention) goes through the data preprocessor, then ``forward(mode=
   'tensor')`` (``_forward``): backbone, neck, RPN head, the RPN's proposals
   (up to its test ``max_per_img``, 1000) through the RoI heads, masks on the
-  first 100 RoIs.
+  first 100 RoIs. mmdet 3.3's ``CascadeRoIHead.forward`` runs its mask
+  heads on all the RoIs (x10 mask FLOPs: Cascade Mask R-CNN T 2168G instead
+  of 738G), where its ``StandardRoIHead.forward`` and mmdet 2.x's
+  ``forward_dummy`` (which counted the paper's, Swin's and ConvNeXt's
+  numbers) take the first 100: the cascade's mask heads also get the first
+  100 here, unless ``--all-mask-rois``.
 * mmseg: ``forward(mode='tensor')`` of a random image (default H=512 W=2048)
   without the auxiliary head, which mmseg's tool drops (also from params).
 * mmpretrain: the whole ``ImageClassifier`` (backbone, neck, head) at 224.
@@ -31,10 +36,12 @@ not change the count, except through the number of RPN proposals, which
 is printed.
 """
 import argparse
+import importlib
 import os.path as osp
 import sys
 import time
 from collections import Counter
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -50,21 +57,23 @@ DEFAULT_SHAPES: Dict[str, Tuple[int, int]] = {
     'mmpretrain': (224, 224),
 }
 
-# The paper's numbers, by config under configs/. params in M (None: the paper
-# gives none), FLOPs in G, at input `shape` (H, W). `also`: further inputs to
-# measure for comparison only.
+# The paper's numbers, by config under configs/ (or 'mmdet::' / 'mmseg::'
+# for a config shipped in that package: the paper's ConvNeXt-T baselines,
+# which check the counting convention). params in M (None: the paper gives
+# none), FLOPs in G (multiply-adds), at input `shape` (H, W); `also`: further
+# inputs measured for comparison only.
 PAPER: Dict[str, dict] = {
     'imagenet/conv2former-n_8xb128_in1k.py': dict(
         params=15.0, flops=2.33, shape=(224, 224),
-        source='Table 1; FLOPs of the published code (paper text: 2.2G)'),
+        source='Table 1 N; FLOPs of the published code (paper: 2.2G)'),
     'imagenet/conv2former-t_8xb128_in1k.py': dict(
-        params=26.7, flops=4.36, shape=(224, 224), source='Table 1'),
+        params=26.7, flops=4.36, shape=(224, 224), source='Table 1 T'),
     'imagenet/conv2former-s_8xb128_in1k.py': dict(
-        params=50.0, flops=8.71, shape=(224, 224), source='Table 1'),
+        params=50.0, flops=8.71, shape=(224, 224), source='Table 1 S'),
     'imagenet/conv2former-b_8xb128_in1k.py': dict(
-        params=90.0, flops=15.89, shape=(224, 224), source='Table 1'),
+        params=90.0, flops=15.89, shape=(224, 224), source='Table 1 B'),
     'imagenet/conv2former-l_8xb128_in1k.py': dict(
-        params=198.9, flops=36.04, shape=(224, 224), source='Table 1'),
+        params=198.9, flops=36.04, shape=(224, 224), source='Table 1 L'),
     'mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py': dict(
         params=None, flops=255, shape=(800, 1280), source='Table 9'),
     'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-t_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
@@ -81,9 +90,27 @@ PAPER: Dict[str, dict] = {
         params=119, flops=1171, shape=(512, 2048), source='Table 10'),
     'upernet/upernet_conv2former-l_in22k-pre_8xb2-amp-160k_ade20k-640x640.py':  # noqa
     dict(params=230, flops=2483, shape=(640, 2560), also=[(512, 2048)],
-         source='Table 10; 640-crop model at 2560x640 (ConvNeXt\'s '
-         'convention for 640 crops): 2048x512 does not give 2483G'),
+         source="Table 10; the 640-crop model at 2560x640 (ConvNeXt's "
+         'convention for 640 crops) gives 2483G, 2048x512 does not'),
+    'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py':
+    dict(params=None, flops=262, shape=(800, 1280),
+         source='Table 9 ConvNeXt-T baseline'),
+    'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
+    dict(params=None, flops=741, shape=(800, 1280),
+         source='Table 9 ConvNeXt-T baseline'),
+    'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py':
+    dict(params=59, flops=940, shape=(512, 2048),
+         source='Table 10 ConvNeXt-T baseline'),
 }
+
+
+def config_path(name: str, configs_dir: str) -> str:
+    """A PAPER key as a file: under configs_dir, or 'pkg::' in pkg's .mim."""
+    if '::' not in name:
+        return osp.join(configs_dir, name)
+    package, name = name.split('::')
+    root = osp.dirname(importlib.import_module(package).__file__)
+    return osp.join(root, '.mim', 'configs', name)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -127,13 +154,34 @@ def _data_sample(scope: str, shape: Tuple[int, int]):
     return DataSample(metainfo=meta)
 
 
+# RoIs the mask heads see in the mmdet count (StandardRoIHead.forward's and
+# mmdet 2.x forward_dummy's rois[:100]).
+MASK_ROIS = 100
+
+
+def _cascade_forward(head, x, rpn_results_list, batch_data_samples) -> tuple:
+    """mmdet 3.3's ``CascadeRoIHead.forward`` with every stage's mask head
+    on the first ``MASK_ROIS`` RoIs, as mmdet 2.x's ``forward_dummy``."""
+    from mmdet.structures.bbox import bbox2roi
+    metas = [sample.metainfo for sample in batch_data_samples]
+    proposals = [results.bboxes for results in rpn_results_list]
+    rois, cls_scores, bbox_preds = head._refine_roi(
+        x, bbox2roi(proposals), metas, tuple(len(p) for p in proposals))
+    outs = (cls_scores, bbox_preds)
+    if head.with_mask:
+        mask_rois = torch.cat(rois)[:MASK_ROIS]
+        for stage in range(head.num_stages):
+            outs += (head._mask_forward(stage, x, mask_rois)['mask_preds'], )
+    return outs
+
+
 def _uncounted(analyzer) -> str:
     ops = Counter(analyzer.unsupported_ops())
     return ', '.join(f'{op} x{n}' for op, n in ops.most_common()) or '-'
 
 
 def measure(cfg: Config, shape: Optional[Sequence[int]] = None,
-            seed: int = 0) -> dict:
+            seed: int = 0, all_mask_rois: bool = False) -> dict:
     """Params and FLOPs of cfg's model on one image of `shape` (H, W)."""
     from mmengine.analysis import FlopAnalyzer, parameter_count
     scope = cfg.default_scope
@@ -161,6 +209,11 @@ def measure(cfg: Config, shape: Optional[Sequence[int]] = None,
                 proposals.append(len(out[0]))
                 return out
             model.rpn_head.predict = _predict
+        from mmdet.models.roi_heads import CascadeRoIHead
+        head = getattr(model, 'roi_head', None)
+        if isinstance(head, CascadeRoIHead) and not all_mask_rois:
+            head.forward = partial(_cascade_forward, head)
+            result['mask_rois'] = f'first {MASK_ROIS} per stage'
 
         def model_forward(x):
             return forward(x, samples, mode='tensor')
@@ -190,6 +243,8 @@ def report(config: str, result: dict) -> str:
              f'FLOPs: {result["flops"] / 1e9:.4f} G ({result["flops"]})']
     if 'proposals' in result:
         lines.append(f'RPN proposals: {result["proposals"]}')
+    if 'mask_rois' in result:
+        lines.append(f'Mask head RoIs: {result["mask_rois"]}')
     lines += [f'Not counted: {result["uncounted"]}',
               f'Time: {result["seconds"]:.1f} s', '=' * 30]
     return '\n'.join(lines)
@@ -199,30 +254,37 @@ def _diff(ours: float, paper: Optional[float]) -> str:
     return '-' if paper is None else f'{(ours / paper - 1) * 100:+.1f}%'
 
 
+def _num(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:g}'
+
+
 def paper_table(configs_dir: str, out=sys.stdout) -> List[dict]:
-    header = (f'{"config":<62} {"input HxW":>9} {"params":>8} {"paper":>6} '
-              f'{"diff":>6} {"FLOPs":>9} {"paper":>7} {"diff":>6}')
+    """Measures every PAPER config, printing one row per input as it goes."""
+    width = max(len(osp.basename(name)) for name in PAPER) - 3
+    header = (f'{"config":<{width}} {"input HxW":>9} {"params":>7} '
+              f'{"paper":>6} {"diff":>6} {"FLOPs":>8} {"paper":>7} '
+              f'{"diff":>7}')
     print(header, file=out)
     print('-' * len(header), file=out)
     rows, notes = [], []
     for name, ref in PAPER.items():
         for shape in [ref['shape']] + list(ref.get('also', [])):
-            cfg = load_config(osp.join(configs_dir, name))
-            res = measure(cfg, shape)
+            res = measure(load_config(config_path(name, configs_dir)), shape)
             params, flops = res['params'] / 1e6, res['flops'] / 1e9
             paper_params = ref['params'] if shape == ref['shape'] else None
             paper_flops = ref['flops'] if shape == ref['shape'] else None
-            print(f'{osp.basename(name)[:-3]:<62} '
-                  f'{shape[0]:>4}x{shape[1]:<4} {params:>8.2f} '
-                  f'{paper_params if paper_params is not None else "-":>6} '
-                  f'{_diff(params, paper_params):>6} {flops:>9.2f} '
-                  f'{paper_flops if paper_flops is not None else "-":>7} '
-                  f'{_diff(flops, ref["flops"]):>6}', file=out, flush=True)
+            print(f'{osp.basename(name)[:-3]:<{width}} '
+                  f'{shape[0]:>4}x{shape[1]:<4} {params:>7.2f} '
+                  f'{_num(paper_params):>6} {_diff(params, paper_params):>6} '
+                  f'{flops:>8.2f} {_num(paper_flops):>7} '
+                  f'{_diff(flops, ref["flops"]):>7}', file=out, flush=True)
             rows.append(dict(config=name, shape=shape, **res))
-        notes.append(f'{osp.basename(name)[:-3]}: {ref["source"]}')
-    print('\nparams in M, FLOPs in G (multiply-adds); diff = ours / paper - 1.'
-          ' Rows without a paper value: other inputs, diff against the '
-          "paper's FLOPs.", file=out)
+        notes.append(f'  {osp.basename(name)[:-3]}: {ref["source"]}')
+    print('\nparams in M, FLOPs in G (multiply-adds); diff = ours / paper - 1;'
+          ' rows with no paper value: another input, diff against the '
+          "paper's FLOPs.\nDetection: 1000 RPN proposals, masks on the first "
+          f'{MASK_ROIS} RoIs per stage. Segmentation: no auxiliary head.\n'
+          'Sources:', file=out)
     print('\n'.join(notes), file=out)
     return rows
 
@@ -239,6 +301,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--paper', action='store_true',
         help='measure every config with a paper number and compare')
+    parser.add_argument(
+        '--all-mask-rois', action='store_true',
+        help='mmdet cascades: run the mask heads on all the RoIs, as mmdet '
+        '3.3\'s CascadeRoIHead.forward (default: the first 100)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. model.backbone.arch=nano')
@@ -263,7 +329,8 @@ def main(argv=None):
         print(f'\nTotal time: {time.perf_counter() - start:.0f} s')
         return
     cfg = load_config(args.config, args.cfg_options)
-    print(report(args.config, measure(cfg, args.shape)))
+    print(report(args.config,
+                 measure(cfg, args.shape, all_mask_rois=args.all_mask_rois)))
 
 
 if __name__ == '__main__':
