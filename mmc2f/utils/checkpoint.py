@@ -15,6 +15,7 @@ it for local files.
 """
 import argparse
 import codecs
+import logging
 import os
 import os.path as osp
 import pickle
@@ -160,3 +161,67 @@ def register_safe_local_loader() -> None:
     ``torch.load`` itself keeps its defaults for all other code."""
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
+
+
+def load_pretrained(module: torch.nn.Module,
+                    filename: str,
+                    prefix: Optional[str] = None,
+                    map_location: str = 'cpu') -> None:
+    """Load a backbone's pretrained weights, refusing a load that would
+    silently leave it random.
+
+    Unlike mmengine's ``Pretrained`` init (which warns and goes on), a file
+    with no key for this module, or with tensors of other shapes (another
+    arch), raises; a partial load logs every missing and unexpected key.
+
+    Args:
+        module: The backbone.
+        filename: Checkpoint path or URL.
+        prefix: Keep only keys under this prefix (e.g. ``'backbone.'``),
+            with the prefix removed.
+        map_location: As for ``torch.load``.
+    """
+    from mmengine.logging import print_log
+    from mmengine.runner.checkpoint import CheckpointLoader
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
+    state_dict = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(state_dict, dict):
+        raise CheckpointLoadError(
+            f'{filename} holds a {type(state_dict).__name__}, not weights')
+    if prefix:
+        found = {k[len(prefix):]: v for k, v in state_dict.items()
+                 if k.startswith(prefix)}
+        if not found:
+            raise CheckpointLoadError(
+                f'{filename} has no key starting with {prefix!r} (its keys '
+                f'start {sorted(state_dict)[:3]}); convert released weights '
+                'with tools/model_converters/conv2former_to_mmc2f.py, or set '
+                'the init_cfg prefix to match the file')
+        state_dict = found
+    own = module.state_dict()
+    mismatched = [
+        f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state_dict.items() if k in own and v.shape != own[k].shape
+    ]
+    if mismatched:
+        raise CheckpointLoadError(
+            f'{filename} is for another architecture than this '
+            f'{type(module).__name__}; {len(mismatched)} tensors differ in '
+            f'shape, e.g. {mismatched[:3]}')
+    if not own.keys() & state_dict.keys():
+        raise CheckpointLoadError(
+            f'{filename} has no weight of this {type(module).__name__}: none '
+            f'of its keys (e.g. {sorted(state_dict)[:3]}) is a parameter '
+            f'name of the model (e.g. {sorted(own)[:3]})')
+    missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    print_log(
+        f'Loaded {len(own) - len(missing)}/{len(own)} tensors of '
+        f'{type(module).__name__} from {filename}', logger='current')
+    if missing or unexpected:
+        print_log(
+            f'Partial load from {filename}: missing in the file (kept at '
+            f'their initialisation): {missing}; in the file but not in the '
+            f'model (ignored): {unexpected}',
+            logger='current',
+            level=logging.WARNING)

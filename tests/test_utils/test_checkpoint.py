@@ -182,3 +182,56 @@ def test_no_global_change_to_torch(tmp_path):
     assert not allowed & {np.ndarray, argparse.Namespace, _restricted_getattr}
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
+
+
+def _pretrained_backbone(path, arch=dict(channels=[16, 32, 48, 64],
+                                         depths=[1, 1, 2, 1],
+                                         kernel_size=5)):
+    from mmc2f.models import Conv2Former
+    return Conv2Former(arch, out_norm=True, out_indices=(0, 1, 2, 3),
+                       init_cfg=dict(type='Pretrained', checkpoint=path,
+                                     prefix='backbone.'))
+
+
+def _save_backbone_checkpoint(path, arch, drop=()):
+    from mmc2f.models import Conv2Former
+    model = Conv2Former(arch)
+    model.init_weights()
+    torch.save({'state_dict': {'backbone.' + k: v
+                               for k, v in model.state_dict().items()
+                               if k not in drop}}, path)
+    return model
+
+
+SMALL = dict(channels=[16, 32, 48, 64], depths=[1, 1, 2, 1], kernel_size=5)
+
+
+def test_pretrained_loads_and_reports_partial(tmp_path, capfd):
+    path = str(tmp_path / 'ckpt.pth')
+    source = _save_backbone_checkpoint(
+        path, SMALL, drop=('stages.3.0.mlp.fc2.bias', ))
+    backbone = _pretrained_backbone(path)
+    backbone.init_weights()
+    assert torch.equal(backbone.stages[2][1].attn.v.weight,
+                       source.stages[2][1].attn.v.weight)
+    # The out norms and the dropped bias are named as missing.
+    log = ''.join(capfd.readouterr())
+    assert 'Partial load' in log
+    assert 'stages.3.0.mlp.fc2.bias' in log and 'norm0.weight' in log
+
+
+def test_pretrained_other_arch_is_an_error(tmp_path):
+    path = str(tmp_path / 'nano.pth')
+    _save_backbone_checkpoint(path, dict(SMALL, kernel_size=3))
+    with pytest.raises(CheckpointLoadError, match='another architecture'):
+        _pretrained_backbone(path).init_weights()
+
+
+def test_pretrained_without_backbone_keys_is_an_error(tmp_path):
+    path = str(tmp_path / 'released.pth')
+    torch.save({'stages.0.0.attn.v.weight': torch.zeros(1)}, path)
+    with pytest.raises(CheckpointLoadError, match="no key starting with"):
+        _pretrained_backbone(path).init_weights()
+    torch.save({'backbone.layer1.0.conv1.weight': torch.zeros(1)}, path)
+    with pytest.raises(CheckpointLoadError, match='has no weight of this'):
+        _pretrained_backbone(path).init_weights()

@@ -19,6 +19,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...utils.checkpoint import load_pretrained
+
 # The paper's Table 1. ``kernel_size`` is the paper's (7 for N, 11 otherwise).
 ARCH_SETTINGS: Dict[str, dict] = {
     'nano': dict(channels=[64, 128, 256, 512], depths=[2, 2, 8, 2],
@@ -251,6 +253,22 @@ def init_conv2former_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+def init_backbone(backbone: BaseModule) -> bool:
+    """The released initialisation, then the weights of a ``Pretrained``
+    ``init_cfg`` loaded strictly enough that a wrong file is an error (see
+    :func:`~mmc2f.utils.checkpoint.load_pretrained`). Returns True when the
+    checkpoint was loaded here, so mmengine's own init must not run."""
+    cfg = backbone.init_cfg
+    pretrained = isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+    if cfg is None or pretrained:
+        backbone.apply(init_conv2former_weights)
+    if pretrained:
+        load_pretrained(backbone, cfg['checkpoint'], cfg.get('prefix'),
+                        cfg.get('map_location', 'cpu'))
+        backbone._is_init = True
+    return pretrained
+
+
 class Conv2Former(BaseModule):
     """Conv2Former backbone (hierarchical, four stages).
 
@@ -415,9 +433,8 @@ class Conv2Former(BaseModule):
         return tuple(sorted(parsed))
 
     def init_weights(self) -> None:
-        if self.init_cfg is None:
-            self.apply(init_conv2former_weights)
-        super().init_weights()
+        if not init_backbone(self):
+            super().init_weights()
 
     def _freeze_stages(self) -> None:
         for i in range(max(self.frozen_stages, 0)):

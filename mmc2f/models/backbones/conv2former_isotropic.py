@@ -15,8 +15,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from .conv2former import (Conv2FormerBlock, LayerNorm2d, check_common_args,
-                          check_input, check_kernel_size,
-                          init_conv2former_weights, linear_drop_path_rates)
+                          check_input, check_kernel_size, init_backbone,
+                          linear_drop_path_rates)
 
 ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
     'small': dict(channels=328, depth=18),
@@ -144,9 +144,8 @@ class Conv2FormerIsotropic(BaseModule):
             self.norm = LayerNorm2d(self.channels)
 
     def init_weights(self) -> None:
-        if self.init_cfg is None:
-            self.apply(init_conv2former_weights)
-        super().init_weights()
+        if not init_backbone(self):
+            super().init_weights()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.min_input_size)
