@@ -19,11 +19,17 @@ import logging
 import os
 import os.path as osp
 import pickle
+import tempfile
 import zipfile
-from typing import Any, Callable, List, Optional, Tuple, Union
+from contextlib import contextmanager
+from typing import (Any, BinaryIO, Callable, Iterator, List, Optional, Tuple,
+                    Union)
 
 import numpy as np
 import torch
+from mmengine.fileio import register_backend
+from mmengine.fileio.backends import LocalBackend
+from mmengine.logging import print_log
 
 TRUST_ENV = 'MMC2F_TRUSTED_CHECKPOINTS'
 # How a HistoryBuffer pickles its statistics methods: getattr(HistoryBuffer,
@@ -155,6 +161,41 @@ def _load_from_local(filename: str, map_location=None) -> Any:
     return safe_torch_load(osp.expanduser(filename), map_location)
 
 
+@contextmanager
+def atomic_open(filename: str) -> Iterator[BinaryIO]:
+    """Open ``filename`` for binary writing such that it appears complete or
+    not at all: a temporary file in the same directory, fsynced, renamed over
+    the target on success and removed on any error or interruption."""
+    directory = osp.dirname(osp.abspath(filename))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend whose ``put`` (through which the Runner
+    saves every checkpoint) is atomic: a kill during the write leaves the
+    previous file or none, never a partial one that ``--resume`` would pick
+    up."""
+
+    def put(self, obj: bytes, filepath: Union[str, 'os.PathLike']) -> None:
+        with atomic_open(str(filepath)) as f:
+            f.write(obj)
+
+
+def register_atomic_local_backend() -> None:
+    """Make mmengine write local files (checkpoints) atomically."""
+    register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+
+
 def register_safe_local_loader() -> None:
     """Serve mmengine's local-file checkpoint scheme with
     :func:`safe_torch_load`. Only mmengine's loading of local paths changes;
@@ -181,7 +222,6 @@ def load_pretrained(module: torch.nn.Module,
             with the prefix removed.
         map_location: As for ``torch.load``.
     """
-    from mmengine.logging import print_log
     from mmengine.runner.checkpoint import CheckpointLoader
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
     state_dict = checkpoint.get('state_dict', checkpoint) \

@@ -1,16 +1,13 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """Conversion of the authors' released (timm-format) Conv2Former checkpoints
 into mmpretrain-style ``backbone.* / neck.* / head.*`` state dicts."""
-import os
-import os.path as osp
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint import safe_torch_load
+from .checkpoint import atomic_open, safe_torch_load
 
 # Keys every released Conv2Former state dict has, whatever the variant.
 EXPECTED_KEYS = (
@@ -110,25 +107,6 @@ def convert_state_dict(
     return converted, infer_arch(state_dict)
 
 
-def atomic_save(obj: Any, filename: str) -> None:
-    """``torch.save`` through a temporary file in the same directory and an
-    atomic rename: a kill mid-write never leaves a partial ``filename``."""
-    directory = osp.dirname(osp.abspath(filename))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
-                               suffix='.pth')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def convert_checkpoint(src: str,
                        dst: str,
                        ema: bool = False,
@@ -143,5 +121,6 @@ def convert_checkpoint(src: str,
     from ..version import __version__
     meta = dict(meta or {}, mmc2f_version=__version__, source=src, ema=ema,
                 arch=arch)
-    atomic_save(dict(state_dict=converted, meta=meta), dst)
+    with atomic_open(dst) as f:
+        torch.save(dict(state_dict=converted, meta=meta), f)
     return meta

@@ -206,16 +206,19 @@ def _save_backbone_checkpoint(path, arch, drop=()):
 SMALL = dict(channels=[16, 32, 48, 64], depths=[1, 1, 2, 1], kernel_size=5)
 
 
-def test_pretrained_loads_and_reports_partial(tmp_path, capfd):
+def test_pretrained_loads_and_reports_partial(tmp_path, monkeypatch):
     path = str(tmp_path / 'ckpt.pth')
     source = _save_backbone_checkpoint(
         path, SMALL, drop=('stages.3.0.mlp.fc2.bias', ))
     backbone = _pretrained_backbone(path)
+    logged = []
+    monkeypatch.setattr('mmc2f.utils.checkpoint.print_log',
+                        lambda msg, **kwargs: logged.append(msg))
     backbone.init_weights()
     assert torch.equal(backbone.stages[2][1].attn.v.weight,
                        source.stages[2][1].attn.v.weight)
     # The out norms and the dropped bias are named as missing.
-    log = ''.join(capfd.readouterr())
+    log = '\n'.join(logged)
     assert 'Partial load' in log
     assert 'stages.3.0.mlp.fc2.bias' in log and 'norm0.weight' in log
 
@@ -235,3 +238,22 @@ def test_pretrained_without_backbone_keys_is_an_error(tmp_path):
     torch.save({'backbone.layer1.0.conv1.weight': torch.zeros(1)}, path)
     with pytest.raises(CheckpointLoadError, match='has no weight of this'):
         _pretrained_backbone(path).init_weights()
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    """A save interrupted before it completes leaves the previous checkpoint
+    intact and no partial file, for mmengine's own save_checkpoint."""
+    from mmengine.runner.checkpoint import save_checkpoint
+    path = str(tmp_path / 'epoch_1.pth')
+    save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, path)
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the process dies before the rename
+
+    monkeypatch.setattr(os, 'replace', killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({'state_dict': {'w': torch.ones(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(safe_torch_load(path)['state_dict']['w'],
+                       torch.zeros(3))
+    assert os.listdir(tmp_path) == ['epoch_1.pth']  # no temporary left
