@@ -3,6 +3,8 @@
 applied to a config of any of the three task libraries, whose scope the
 config itself names (``default_scope``)."""
 import argparse
+import datetime
+import logging
 import os
 import os.path as osp
 from typing import Callable, Dict
@@ -86,10 +88,53 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def _setup_cpu_distributed(cfg: Config) -> None:
+    """``--launcher pytorch`` on a machine without an accelerator.
+
+    mmengine 0.10.7 cannot do it: its ``init_dist`` calls
+    ``torch.cuda.set_device`` whatever the backend, and its DDP wrapper gets
+    ``device_ids=[LOCAL_RANK]``, which DDP refuses for a CPU model. So the
+    process group is initialised here, from torchrun's environment (mmengine
+    then skips its own), over gloo (NCCL needs GPUs), and DDP gets no
+    device ids.
+    """
+    import torch.distributed as torch_dist
+    from mmengine.logging import print_log
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel
+
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        print_log(
+            'No GPU/NPU/MLU: distributed backend nccl replaced by gloo.',
+            logger='current', level=logging.WARNING)
+        dist_cfg['backend'] = 'gloo'
+    if not torch_dist.is_initialized():
+        kwargs = dict(dist_cfg)
+        if kwargs.get('timeout') is not None:
+            kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+        torch_dist.init_process_group(**kwargs)
+
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper_type = MODEL_WRAPPERS.get(
+        wrapper.get('type', 'MMDistributedDataParallel'))
+    if (isinstance(wrapper_type, type)
+            and issubclass(wrapper_type, DistributedDataParallel)):
+        wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+
+
 def build_runner(cfg: Config) -> Runner:
     # mmc2f registers its safe checkpoint loader on import; configs without
     # custom_imports still get it.
     import mmc2f  # noqa: F401
+    from mmengine.device import get_device
+    if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
+        _setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
         return RUNNERS.build(cfg)

@@ -469,8 +469,9 @@ class Conv2Former(BaseModule):
         """Layer id of a parameter for layer-wise learning-rate decay.
 
         The grouping of ConvNeXt's detection recipe: the stem is layer 0,
-        stage 0 (and the downsampling into stage 1) layer 1, stage 1 layer 2,
-        the deep stage 2 in groups of three blocks, stage 3 the last layer;
+        stage 0 layer 1, stage 1 layer 2, the deep stage 2 in groups of three
+        blocks, stage 3 the last layer (each downsampling layer goes with the
+        first blocks of the stage it feeds);
         the output norms and anything outside the backbone (neck, heads)
         come after it.
 

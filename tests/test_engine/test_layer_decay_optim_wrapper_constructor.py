@@ -1,0 +1,195 @@
+"""LayerDecayOptimWrapperConstructor: every parameter's learning rate and
+weight decay against the layer-wise decay rule, recomputed here from the
+parameter names rather than from the backbone's get_layer_depth."""
+import os.path as osp
+import re
+
+import pytest
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
+
+import mmc2f  # noqa: F401  registers the constructor
+from mmc2f.models import Conv2Former
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BASE_LR, BASE_WD, DECAY = 1e-3, 0.05, 0.9
+DEPTHS = [1, 1, 7, 1]
+
+
+class Detector(nn.Module):
+    """A backbone plus parts outside it, as a detector has."""
+
+    def __init__(self, **backbone_kwargs):
+        super().__init__()
+        self.backbone = Conv2Former(
+            dict(channels=[16, 32, 48, 64], depths=DEPTHS, kernel_size=3),
+            out_norm=True, out_indices=(0, 1, 2, 3), **backbone_kwargs)
+        self.neck = nn.Sequential(nn.Conv2d(64, 16, 1), nn.GroupNorm(4, 16))
+        self.head = nn.Linear(16, 4)
+
+
+def build(model, type=None, **paramwise_cfg):
+    cfg = dict(
+        constructor='mmc2f.LayerDecayOptimWrapperConstructor',
+        optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=BASE_WD),
+        paramwise_cfg=dict(decay_rate=DECAY, **paramwise_cfg))
+    if type is not None:
+        cfg['type'] = type
+    return build_optim_wrapper(model, cfg)
+
+
+def expected_layer(name):
+    """The documented rule for depths [1, 1, 7, 1]: stem 0, stage 0 1,
+    downsample 1 + stage 1 2, downsample 2 and stage 2 in groups of 3 blocks
+    3..5, downsample 3 + stage 3 6, output norms and neck/head 7."""
+    num_groups = -(-DEPTHS[2] // 3)  # 3
+    last = 3 + num_groups  # 6
+    final = last + 1  # 7
+    m = re.match(r'backbone\.downsample_layers\.(\d)\.', name)
+    if m:
+        return {0: 0, 1: 2, 2: 3, 3: last}[int(m.group(1))], final + 1
+    m = re.match(r'backbone\.stages\.(\d)\.(\d+)\.', name)
+    if m:
+        stage, block = int(m.group(1)), int(m.group(2))
+        return {0: 1, 1: 2, 2: 3 + block // 3, 3: last}[stage], final + 1
+    assert re.match(r'backbone\.norm\d\.|neck\.|head\.', name), name
+    return final, final + 1
+
+
+def expected_no_decay(name, param):
+    leaf = name.rsplit('.', 1)[-1]
+    is_norm = bool(re.search(r'(^|\.)norm\d?\.|downsample_layers\.0\.[25]\.|'
+                             r'downsample_layers\.[123]\.0\.|neck\.1\.',
+                             name))
+    no_decay = is_norm or leaf == 'bias' or leaf.startswith('layer_scale_')
+    # The constructor's own criterion is ndim == 1; the two must agree.
+    assert no_decay == (param.ndim == 1), name
+    return no_decay
+
+
+def group_of(optim_wrapper):
+    """Parameter id -> the one param group holding it."""
+    found = {}
+    for group in optim_wrapper.optimizer.param_groups:
+        for p in group['params']:
+            assert id(p) not in found, 'a parameter is in two groups'
+            found[id(p)] = group
+    return found
+
+
+def test_every_parameter_lr_and_weight_decay():
+    model = Detector()
+    optim_wrapper = build(model)
+    assert type(optim_wrapper) is OptimWrapper
+    groups = group_of(optim_wrapper)
+    params = dict(model.named_parameters())
+    assert len(groups) == len(params)  # each trainable param exactly once
+
+    seen_layers, seen_kinds = set(), set()
+    for name, param in params.items():
+        group = groups[id(param)]
+        layer, num_layers = expected_layer(name)
+        assert num_layers == 8
+        scale = DECAY**(num_layers - 1 - layer)
+        assert group['lr'] == pytest.approx(BASE_LR * scale), name
+        no_decay = expected_no_decay(name, param)
+        assert group['weight_decay'] == (0. if no_decay else BASE_WD), name
+        if 'param_names' in group:
+            assert name in group['param_names']
+        seen_layers.add(layer)
+        leaf = name.rsplit('.', 1)[-1]
+        seen_kinds.add('layer_scale' if 'layer_scale' in leaf else leaf)
+    assert seen_layers == set(range(8))
+    assert seen_kinds == {'weight', 'bias', 'layer_scale'}
+
+    # Spot checks of the rule's corners, by name.
+    def lr(name):
+        return groups[id(params[name])]['lr']
+
+    def wd(name):
+        return groups[id(params[name])]['weight_decay']
+
+    assert lr('backbone.downsample_layers.0.0.weight') == pytest.approx(
+        BASE_LR * DECAY**7)
+    assert lr('backbone.stages.2.6.attn.v.weight') == pytest.approx(
+        BASE_LR * DECAY**2)
+    assert lr('backbone.stages.3.0.mlp.fc1.weight') == pytest.approx(
+        BASE_LR * DECAY)
+    assert lr('backbone.norm3.weight') == BASE_LR
+    assert lr('head.weight') == BASE_LR
+    assert wd('backbone.stages.0.0.layer_scale_1') == 0.
+    assert wd('backbone.stages.0.0.layer_scale_2') == 0.
+    assert wd('backbone.stages.1.0.attn.norm.weight') == 0.
+    assert wd('backbone.downsample_layers.0.2.weight') == 0.  # BatchNorm
+    assert wd('backbone.stages.1.0.attn.att.2.bias') == 0.
+    assert wd('backbone.stages.1.0.attn.att.2.weight') == BASE_WD
+    assert wd('backbone.downsample_layers.0.6.weight') == BASE_WD
+    assert wd('neck.0.weight') == BASE_WD and wd('neck.1.weight') == 0.
+    assert wd('head.weight') == BASE_WD and wd('head.bias') == 0.
+
+
+def test_frozen_parameters_are_left_out():
+    model = Detector(frozen_stages=1)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(
+        n.startswith(('backbone.downsample_layers.0.', 'backbone.stages.0.',
+                      'backbone.norm0.')) for n in frozen)
+    groups = group_of(build(model))
+    params = dict(model.named_parameters())
+    assert len(groups) == len(params) - len(frozen)
+    for name, param in params.items():
+        assert (id(param) in groups) == (name not in frozen), name
+        if name not in frozen:
+            layer, num_layers = expected_layer(name)
+            assert groups[id(param)]['lr'] == pytest.approx(
+                BASE_LR * DECAY**(num_layers - 1 - layer))
+
+
+def test_unknown_paramwise_key_is_named():
+    with pytest.raises(ValueError, match='norm_decay_mult'):
+        build(Detector(), norm_decay_mult=0.)
+
+
+def test_backbone_without_get_layer_depth():
+    model = nn.Module()
+    model.backbone = nn.Conv2d(3, 8, 3)
+    model.head = nn.Linear(8, 2)
+    with pytest.raises(TypeError, match='get_layer_depth'):
+        build(model)
+
+
+def test_amp_falls_back_to_fp32_on_cpu():
+    optim_wrapper = build(Detector(), type='AmpOptimWrapper')
+    assert type(optim_wrapper) is OptimWrapper
+    assert not isinstance(optim_wrapper, AmpOptimWrapper)
+    assert len(optim_wrapper.optimizer.param_groups) == 16  # 8 layers x 2
+
+
+def test_real_mask_rcnn_config():
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/mask_rcnn/'
+        'mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert type(optim_wrapper) is OptimWrapper  # AMP config, CPU here
+    groups = group_of(optim_wrapper)
+    params = dict(model.named_parameters())
+    assert len(groups) == len(params)
+    base_lr = cfg.optim_wrapper.optimizer.lr
+
+    def scale(name):
+        return groups[id(params[name])]['lr'] / base_lr
+
+    # Conv2Former-T: stage 2 has 12 blocks, 4 groups: 9 layer ids.
+    assert scale('backbone.downsample_layers.0.0.weight') == pytest.approx(
+        0.95**8)
+    assert scale('backbone.stages.2.11.mlp.fc2.weight') == pytest.approx(
+        0.95**2)
+    assert scale('rpn_head.rpn_conv.weight') == pytest.approx(1.)
+    assert scale('roi_head.bbox_head.fc_cls.weight') == pytest.approx(1.)
+    assert groups[id(params['rpn_head.rpn_conv.bias'])]['weight_decay'] == 0.
