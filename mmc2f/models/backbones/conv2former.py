@@ -115,7 +115,14 @@ class ConvMod(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
-        return self.proj(self._fuse(self.att(x), self.v(x)))
+        a, v = self.att(x), self.v(x)
+        if a.dtype == torch.float16:
+            # Under float16 autocast, A * V overflows float16 (max 65504)
+            # once both reach a few hundred: modulate and project in float32.
+            # bfloat16 has float32's range and needs no guard.
+            with torch.autocast(a.device.type, enabled=False):
+                return self.proj(self._fuse(a.float(), v.float()))
+        return self.proj(self._fuse(a, v))
 
 
 class ConvMLP(nn.Module):

@@ -301,3 +301,34 @@ def test_isotropic_invalid():
         Conv2FormerIsotropic('IS', patch_embed_type='conv5')
     with pytest.raises(ValueError, match='Unknown arch'):
         Conv2FormerIsotropic('IL')
+
+
+def test_float16_autocast_modulation_does_not_overflow():
+    """A and V in the hundreds: their product exceeds float16's 65504."""
+    from mmc2f.models.backbones.conv2former import ConvMod
+    torch.manual_seed(0)
+    dim = ARCH_SETTINGS['large']['channels'][-1]
+    mod = ConvMod(dim, kernel_size=11).eval()
+    with torch.no_grad():
+        mod.att[0].weight.normal_(0, 4.0)
+        mod.att[2].weight.normal_(0, 4.0)
+        mod.v.weight.normal_(0, 4.0)
+        mod.proj.weight.normal_(0, dim**-0.5)
+    x = torch.randn(1, dim, 12, 12)
+    with torch.no_grad():
+        a, v = mod.att(mod.norm(x)), mod.v(mod.norm(x))
+        assert (a.half() * v.half()).isinf().any()  # the hazard is real
+        ref = mod(x)
+        with torch.autocast('cpu', dtype=torch.float16):
+            out = mod(x)
+    assert torch.isfinite(out).all()
+    assert max_rel_error(out.float(), ref) < 1e-2
+
+
+def test_float16_autocast_largest_preset():
+    model = Conv2Former('large', out_indices=(0, 1, 2, 3)).eval()
+    model.init_weights()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
+        outs = model(x)
+    assert all(torch.isfinite(o).all() for o in outs)
