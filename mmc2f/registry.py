@@ -8,15 +8,17 @@ the way mmdet configs name ``mmpretrain.ConvNeXt``. It is also registered in
 mmengine's root registries, which mmdet, mmseg and mmpretrain search after
 their own, so the plain ``type='Conv2Former'`` works too.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
 
-from .engine import LayerDecayOptimWrapperConstructor
+from .engine import LayerDecayOptimWrapperConstructor, RNGStateHook
 from .models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmc2f')
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmc2f')
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
@@ -27,6 +29,7 @@ for registry, root, modules in (
      (Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck)),
     (OPTIM_WRAPPER_CONSTRUCTORS, MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
      (LayerDecayOptimWrapperConstructor, )),
+    (HOOKS, MMENGINE_HOOKS, (RNGStateHook, )),
 ):
     for module in modules:
         registry.register_module(module=module)

@@ -48,3 +48,6 @@ model = dict(
 optim_wrapper = dict(
     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(_delete_=True, decay_rate=0.91))
+
+# A resumed run repeats the random draws of an uninterrupted one.
+custom_hooks = [dict(type='mmc2f.RNGStateHook')]

@@ -13,6 +13,38 @@ from mmengine.config import Config
 
 Overrides = Dict[str, Any]
 
+# Tiny data need a short warm-up and a larger step than the 16-GPU recipe;
+# there is no ImageNet checkpoint here, so backbones start from their init.
+SHORT_RUN = {
+    'model.backbone.init_cfg': None,
+    'model.backbone.drop_path_rate': 0.0,
+    'optim_wrapper.optimizer.lr': 1e-3,
+    'param_scheduler.0.end': 20,
+    'default_hooks.logger.interval': 10,
+}
+# Narrower heads (the paper's are 256/1024 channels for COCO's 80 classes,
+# 512 for ADE20k): on 2 CPU cores they, not the backbone, would dominate.
+SMALL_MASK_RCNN = {
+    'model.neck.out_channels': 128,
+    'model.rpn_head.in_channels': 128,
+    'model.rpn_head.feat_channels': 128,
+    'model.roi_head.bbox_roi_extractor.out_channels': 128,
+    'model.roi_head.bbox_head.in_channels': 128,
+    'model.roi_head.bbox_head.fc_out_channels': 256,
+    'model.roi_head.mask_roi_extractor.out_channels': 128,
+    'model.roi_head.mask_head.in_channels': 128,
+    'model.roi_head.mask_head.conv_out_channels': 128,
+    # A few shapes per image: 128 sampled RoIs instead of 512.
+    'model.train_cfg.rcnn.sampler.num': 128,
+}
+SMALL_UPERNET = {
+    'model.backbone.arch': 'nano',
+    'model.decode_head.in_channels': [64, 128, 256, 512],
+    'model.decode_head.channels': 128,
+    'model.auxiliary_head.in_channels': 256,
+    'model.auxiliary_head.channels': 64,
+}
+
 
 def to_cli(overrides: Overrides) -> List[str]:
     """``--cfg-options`` arguments; values in Python literal syntax, which
