@@ -24,7 +24,8 @@ def _mmseg_show(cfg: Config, show_dir: str) -> None:
 
 
 def _mmpretrain_show(cfg: Config, show_dir: str) -> None:
-    cfg.default_hooks.visualization.update(enable=True, out_dir=show_dir)
+    cfg.default_hooks.visualization.update(enable=True, out_dir=show_dir,
+                                           interval=1)
 
 
 def _dump_metric(metric_type: str) -> Callable[[Config, str], None]:

@@ -1,0 +1,111 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+TOOL = 'tools/analysis/benchmark.py'
+
+
+def run_tool(*args):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [sys.executable, TOOL, '--threads', '1', *map(str, args)],
+        capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def parse_plain(out):
+    """{model: {column: cell}} of the whitespace-aligned table."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('model'))
+    header = lines[start].split()
+    assert set(lines[start + 1]) == {'-'}, out
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.strip() or line.startswith('ratio ='):
+            break
+        cells = line.split()
+        assert len(cells) == len(header), line
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def parse_markdown(out):
+    lines = [line for line in out.splitlines() if line.startswith('|')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    assert set(lines[1]) <= set('|-:'), out
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        assert len(cells) == len(header), line
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def check_numbers(rows, baseline):
+    for row in rows.values():
+        assert float(row['median_ms']) > 0
+        assert float(row['IQR_ms']) >= 0
+        assert float(row['images/s']) > 0
+        assert float(row['ratio']) > 0
+    assert rows[baseline]['ratio'] == '1.00'
+
+
+def test_inference_table():
+    out = run_tool('--models', 'conv2former-n', 'released-n', 'convnext-t',
+                   '--shape', 1, 3, 64, 64, '--repeats', 2, '--warmup', 1,
+                   '--baseline', 'released-n')
+    rows = parse_plain(out)
+    assert list(rows) == ['conv2former-n', 'released-n', 'convnext-t']
+    check_numbers(rows, 'released-n')
+    assert all(r['input'] == '1x3x64x64' for r in rows.values())
+    # Same weights, same outputs, checked before timing.
+    assert float(rows['conv2former-n']['err']) < 1e-4
+    assert float(rows['released-n']['err']) < 1e-4
+    assert rows['convnext-t']['err'] == '-'
+    # The ratio is the quotient of the medians printed.
+    ratio = (float(rows['conv2former-n']['median_ms']) /
+             float(rows['released-n']['median_ms']))
+    assert float(rows['conv2former-n']['ratio']) == pytest.approx(
+        ratio, abs=0.02, rel=0.02)
+    assert f'torch {torch.__version__}' in out and 'threads 1' in out
+    assert '--baseline released-n' in out  # the exact command
+
+
+def test_train_with_checkpointing_markdown():
+    out = run_tool('--models', 'conv2former-n', '--shape', 1, 3, 64, 64,
+                   '--repeats', 1, '--warmup', 1, '--train', '--with-cp',
+                   '--markdown')
+    rows = parse_markdown(out)
+    assert list(rows) == ['conv2former-n+cp']
+    check_numbers(rows, 'conv2former-n+cp')
+    assert float(rows['conv2former-n+cp']['peak_MiB'].rstrip('*')) > 0
+    assert 'train step' in out and out.splitlines()[0].startswith('torch ')
+
+
+def test_unknown_model_is_an_error():
+    result = subprocess.run(
+        [sys.executable, TOOL, '--models', 'conv2former-x'],
+        capture_output=True, text=True)
+    assert result.returncode != 0 and 'Unknown model' in result.stderr
+
+
+def test_check_catches_a_different_computation(monkeypatch):
+    """A model that computes something else is refused before timing."""
+    monkeypatch.syspath_prepend(osp.dirname(TOOL))
+    import benchmark
+    monkeypatch.setattr(benchmark, '_STATE_DICTS', {})
+    args = benchmark.parse_args(['--models', 'conv2former-n', 'released-n',
+                                 '--shape', '1', '3', '64', '64'])
+    device = torch.device('cpu')
+    entries = benchmark.build_entries(args, device)
+    benchmark.check_outputs(entries, args, device)  # passes as built
+    assert entries[0].err < 1e-4 and entries[1].err < 1e-4
+    with torch.no_grad():
+        entries[0].module.stages[2][3].attn.v.weight.mul_(1.01)
+    with pytest.raises(SystemExit, match='conv2former-n: max rel err'):
+        benchmark.check_outputs(entries, args, device)
