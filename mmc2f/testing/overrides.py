@@ -18,7 +18,7 @@ Overrides = Dict[str, Any]
 SHORT_RUN = {
     'model.backbone.init_cfg': None,
     'model.backbone.drop_path_rate': 0.0,
-    'optim_wrapper.optimizer.lr': 1e-3,
+    'optim_wrapper.optimizer.lr': 2e-4,
     'param_scheduler.0.end': 20,
     'default_hooks.logger.interval': 10,
 }

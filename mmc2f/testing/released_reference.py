@@ -55,10 +55,9 @@ def released_block(sd: Dict[str, Tensor], p: str, x: Tensor) -> Tensor:
     return x + sd[p + 'layer_scale_2'][None, :, None, None] * y
 
 
-def released_forward(sd: Dict[str, Tensor],
-                     x: Tensor,
-                     depths: List[int]) -> Tuple[List[Tensor], Tensor]:
-    """Stage outputs and logits of the released model in eval mode."""
+def released_stages(sd: Dict[str, Tensor], x: Tensor,
+                    depths: List[int]) -> List[Tensor]:
+    """Stage outputs of the released model (stem and stages) in eval mode."""
     p = 'downsample_layers.0.'
     x = _bn(sd, p + '2', F.gelu(_conv(sd, p + '0', x, stride=2, padding=1)))
     x = _bn(sd, p + '5', F.gelu(_conv(sd, p + '3', x, padding=1)))
@@ -71,7 +70,15 @@ def released_forward(sd: Dict[str, Tensor],
         for j in range(depth):
             x = released_block(sd, f'stages.{i}.{j}.', x)
         stages.append(x)
-    y = _ln(sd, 'head.2', F.gelu(_conv(sd, 'head.0', x)))
+    return stages
+
+
+def released_forward(sd: Dict[str, Tensor],
+                     x: Tensor,
+                     depths: List[int]) -> Tuple[List[Tensor], Tensor]:
+    """Stage outputs and logits of the released model in eval mode."""
+    stages = released_stages(sd, x, depths)
+    y = _ln(sd, 'head.2', F.gelu(_conv(sd, 'head.0', stages[-1])))
     logits = F.linear(y.mean((2, 3)), sd['pred.weight'], sd['pred.bias'])
     return stages, logits
 

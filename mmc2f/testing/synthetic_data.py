@@ -135,9 +135,11 @@ def make_ade_shapes(root: str,
     """Write an ADE20k-format semantic segmentation set.
 
     Layout: ``root/images/{training,validation}/*.jpg`` and
-    ``root/annotations/{training,validation}/*.png``. Label 0 is background,
-    which ADE20k's ``reduce_zero_label`` ignores; shape ``k`` is stored as
-    ``k + 1`` and so becomes ADE20k class ``k`` (of its 150) after reduction.
+    ``root/annotations/{training,validation}/*.png``. ADE20k's
+    ``reduce_zero_label`` ignores label 0 and shifts the others down by one:
+    the background is stored as 1 (ADE20k class 0, "wall") and shape ``k``
+    as ``k + 2`` (class ``k + 1``), so a model must find the shapes'
+    outlines, not only tell their colours apart.
 
     Returns:
         dict: ``data_root``.
@@ -148,9 +150,9 @@ def make_ade_shapes(root: str,
         os.makedirs(osp.join(root, 'annotations', split), exist_ok=True)
         for index in range(count):
             image, instances = _render(rng, size, max_instances)
-            label_map = np.zeros(size, np.uint8)
+            label_map = np.ones(size, np.uint8)
             for label, mask, _ in instances:
-                label_map[mask.astype(bool)] = label + 1
+                label_map[mask.astype(bool)] = label + 2
             name = f'ADE_{split}_{index:08d}'
             cv2.imwrite(osp.join(root, 'images', split, name + '.jpg'),
                         cv2.cvtColor(image, cv2.COLOR_RGB2BGR),

@@ -69,10 +69,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mmc2f.testing.released_reference import released_stages
+
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(osp.dirname(HERE))
-if REPO not in sys.path:  # mmc2f from this checkout when not installed
-    sys.path.insert(0, REPO)
 
 SIZES = dict(n='nano', t='tiny', s='small', b='base', l='large')
 FAMILIES = {
@@ -100,31 +100,9 @@ def parse_model_name(name: str) -> Tuple[str, str]:
 # ---------------------------------------------------------------- models
 
 
-def released_backbone_forward(sd: Dict[str, torch.Tensor], x: torch.Tensor,
-                              depths: Sequence[int]) -> List[torch.Tensor]:
-    """``released_forward``'s stem and stages without its classifier head
-    (the check compares the stages with ``released_forward`` itself)."""
-    from mmc2f.testing.released_reference import (_bn, _conv, _ln,
-                                                  released_block)
-    import torch.nn.functional as F
-    p = 'downsample_layers.0.'
-    x = _bn(sd, p + '2', F.gelu(_conv(sd, p + '0', x, stride=2, padding=1)))
-    x = _bn(sd, p + '5', F.gelu(_conv(sd, p + '3', x, padding=1)))
-    x = _conv(sd, p + '6', x, stride=2)
-    stages = []
-    for i, depth in enumerate(depths):
-        if i > 0:
-            x = _ln(sd, f'downsample_layers.{i}.0', x)
-            x = _conv(sd, f'downsample_layers.{i}.1', x, stride=2)
-        for j in range(depth):
-            x = released_block(sd, f'stages.{i}.{j}.', x)
-        stages.append(x)
-    return stages
-
-
 class ReleasedBackbone(nn.Module):
     """A released-format state dict as a module (``.to()``, parameters for
-    ``--train``), running :func:`released_backbone_forward`."""
+    ``--train``), running the released stem and stages."""
 
     def __init__(self, sd: Dict[str, torch.Tensor], depths: Sequence[int]):
         super().__init__()
@@ -143,7 +121,7 @@ class ReleasedBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         sd = {key: getattr(self, name) for key, name in self.names}
-        return tuple(released_backbone_forward(sd, x, self.depths))
+        return tuple(released_stages(sd, x, self.depths))
 
 
 class Entry:
