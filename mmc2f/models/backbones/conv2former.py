@@ -183,14 +183,19 @@ class Conv2FormerBlock(nn.Module):
             self.layer_scale_1 = self.layer_scale_2 = None
         self.with_cp = with_cp
 
-    @staticmethod
-    def _scale(x: torch.Tensor, gamma: Optional[nn.Parameter]) -> torch.Tensor:
-        return x if gamma is None else x * gamma.view(1, -1, 1, 1)
+    def _residual(self, x: torch.Tensor, y: torch.Tensor,
+                  gamma: Optional[nn.Parameter]) -> torch.Tensor:
+        """``x + drop_path(gamma * y)``."""
+        if gamma is not None:
+            gamma = gamma.view(1, -1, 1, 1)
+            if not (self.training and isinstance(self.drop_path, DropPath)):
+                return torch.addcmul(x, y, gamma)  # one pass, not two
+            y = y * gamma
+        return x + self.drop_path(y)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self._scale(self.attn(x), self.layer_scale_1))
-        x = x + self.drop_path(self._scale(self.mlp(x), self.layer_scale_2))
-        return x
+        x = self._residual(x, self.attn(x), self.layer_scale_1)
+        return self._residual(x, self.mlp(x), self.layer_scale_2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
@@ -455,6 +460,10 @@ class Conv2Former(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.min_input_size)
+        if x.device.type == 'cpu':
+            # oneDNN's convolutions, the depthwise 11x11 above all, and the
+            # layer norms' NHWC view are fastest on channels-last tensors.
+            x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(self.num_stages):
             x = self.stages[i](self.downsample_layers[i](x))
