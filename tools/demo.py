@@ -16,6 +16,7 @@ import os.path as osp
 import time
 from typing import Dict
 
+import mmengine
 from mmengine.config import Config
 
 from mmc2f.testing import make_ade_shapes, make_coco_shapes
@@ -50,11 +51,18 @@ def train_and_test(config: str, overrides: Overrides, work_dir: str,
     build_runner(cfg.copy()).train()
 
     cfg.load_from = osp.join(work_dir, checkpoint)
-    # A new visualizer: the training run's instance (a named singleton)
-    # would keep its own save_dir.
-    cfg.visualizer.name = 'test_visualizer'
     SCOPES[cfg.default_scope]['show_dir'](cfg, osp.join(work_dir, 'vis'))
     return build_runner(cfg).test()
+
+
+def picture_dirs(work_dir: str) -> str:
+    """Where the test run drew its pictures (mmseg's visualizer may keep the
+    training run's log directory in the same process)."""
+    dirs = {
+        osp.dirname(osp.join(work_dir, f))
+        for f in mmengine.scandir(work_dir, ('.jpg', '.png'), recursive=True)
+    }
+    return ', '.join(sorted(dirs)) or 'none'
 
 
 def main() -> None:
@@ -111,7 +119,8 @@ mask mAP {summary["mask_rcnn"]["segm_mAP"]:.3f}
 (background + {len(SHAPES)} shape classes present; 150 in the model)
   data        {out}/data
   checkpoints {out}/mask_rcnn, {out}/upernet
-  pictures    {out}/mask_rcnn/vis, {out}/upernet/vis
+  pictures    {picture_dirs(osp.join(out, 'mask_rcnn'))}
+              {picture_dirs(osp.join(out, 'upernet'))}
   metrics     {out}/summary.json''')
 
 

@@ -1,0 +1,29 @@
+"""Learning checks: the main job's small Conv2Former Mask R-CNN and UperNet,
+trained from scratch on the generated shapes, must reach scores that a model
+which learned nothing cannot (an untrained one scores 0 AP / ~0 mIoU).
+
+Slow (about 10 minutes on 2 cores): skipped by the default test command,
+run with ``python -m pytest -m slow``.
+"""
+import json
+import os.path as osp
+
+import pytest
+
+from tests.test_e2e.helpers import REPO, run_tool
+
+
+@pytest.mark.slow
+def test_demo_models_learn(tmp_path):
+    out = str(tmp_path / 'demo')
+    run_tool(osp.join(REPO, 'tools/demo.py'), '--out-dir', out,
+             '--det-epochs', '24', '--seg-iters', '300', timeout=1800)
+    with open(osp.join(out, 'summary.json')) as f:
+        summary = json.load(f)
+    # Measured (two runs before the seed was fixed): box AP50 0.045 and
+    # 0.116 after 384 iterations from scratch, no ImageNet weights; an
+    # untrained model scores 0.000.
+    assert summary['mask_rcnn']['bbox_mAP_50'] > 0.02
+    # Measured 86.1 mIoU (background and three shapes); chance over the 150
+    # classes the model predicts is below 1.
+    assert summary['upernet']['mIoU'] > 50
