@@ -4,7 +4,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import List
+from typing import List, Tuple
 
 import mmengine
 from mmengine.config import Config
@@ -16,6 +16,14 @@ def library_tool(package: str, name: str) -> str:
     """A tool shipped inside an installed package, e.g. mmdet's train.py."""
     module = __import__(package)
     return osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
+
+
+def train_test_tools(owner: str) -> Tuple[str, str]:
+    """train.py and test.py of mmc2f (``'mmc2f'``) or of a library."""
+    if owner == 'mmc2f':
+        return (osp.join(REPO, 'tools', 'train.py'),
+                osp.join(REPO, 'tools', 'test.py'))
+    return library_tool(owner, 'train.py'), library_tool(owner, 'test.py')
 
 
 def run_tool(tool: str, *args: str, timeout: int = 900) -> str:

@@ -7,7 +7,7 @@ import pytest
 from mmc2f.testing import make_coco_shapes
 from mmc2f.testing.overrides import coco_overrides, to_cli
 from mmc2f.testing.synthetic_data import SHAPES
-from tests.test_e2e.helpers import (REPO, library_tool, load, run_tool,
+from tests.test_e2e.helpers import (load, run_tool, train_test_tools,
                                     written_images)
 
 CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'
@@ -30,12 +30,7 @@ def overrides(coco, config=CONFIG):
 
 @pytest.mark.parametrize('tools', ['mmc2f', 'mmdet'])
 def test_mask_rcnn_train_then_test(tmp_path, coco, tools):
-    if tools == 'mmc2f':
-        train = osp.join(REPO, 'tools/train.py')
-        test = osp.join(REPO, 'tools/test.py')
-    else:
-        train = library_tool('mmdet', 'train.py')
-        test = library_tool('mmdet', 'test.py')
+    train, test = train_test_tools(tools)
     work_dir = str(tmp_path / 'work')
     run_tool(train, CONFIG, '--work-dir', work_dir, '--cfg-options',
              *overrides(coco))

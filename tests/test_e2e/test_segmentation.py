@@ -7,7 +7,7 @@ import pytest
 
 from mmc2f.testing import make_ade_shapes
 from mmc2f.testing.overrides import ade_overrides, to_cli
-from tests.test_e2e.helpers import (REPO, library_tool, load, run_tool,
+from tests.test_e2e.helpers import (load, run_tool, train_test_tools,
                                     written_images)
 
 CONFIG = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'
@@ -31,12 +31,7 @@ def overrides(ade):
 
 @pytest.mark.parametrize('tools', ['mmc2f', 'mmseg'])
 def test_upernet_train_then_test(tmp_path, ade, tools):
-    if tools == 'mmc2f':
-        train = osp.join(REPO, 'tools/train.py')
-        test = osp.join(REPO, 'tools/test.py')
-    else:
-        train = library_tool('mmseg', 'train.py')
-        test = library_tool('mmseg', 'test.py')
+    train, test = train_test_tools(tools)
     work_dir = str(tmp_path / 'work')
     run_tool(train, CONFIG, '--work-dir', work_dir, '--cfg-options',
              *overrides(ade))
