@@ -73,6 +73,49 @@ FUSIONS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
+# oneDNN's convolution with a fused epilogue (GELU, or an elementwise product
+# or sum with a second tensor): the kernel TorchInductor emits on CPU. A
+# private op, so it is looked up, not assumed.
+_CONV_POINTWISE = getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+
+
+def fused_cpu_inference(x: torch.Tensor) -> bool:
+    """Whether ``x`` may take the fused oneDNN path: float32 CPU inference
+    outside autocast, not being traced (export and ``torch.compile`` see the
+    plain ops, which they fuse themselves)."""
+    return (_CONV_POINTWISE is not None and x.device.type == 'cpu'
+            and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available()
+            and not torch.is_autocast_enabled('cpu')
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling())
+
+
+def conv_pointwise(conv: nn.Conv2d,
+                   x: torch.Tensor,
+                   unary: str = 'none',
+                   other: Optional[torch.Tensor] = None,
+                   binary: str = 'add',
+                   scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``unary(conv(x))``, or ``binary(scale * conv(x), other)``, in one pass.
+
+    Args:
+        unary: ``'none'`` or ``'gelu'`` (exact, erf-based: ``nn.GELU()``).
+        other: The second operand of ``binary`` (``'add'`` or ``'mul'``).
+        scale: Per-output-channel factor (layer scale), folded into the
+            weights: ``s * (W x + b) = (s W) x + s b``.
+    """
+    weight, bias = conv.weight, conv.bias
+    if scale is not None:
+        weight, bias = weight * scale.view(-1, 1, 1, 1), bias * scale
+    args = (list(conv.padding), list(conv.stride), list(conv.dilation),
+            conv.groups)
+    if other is None:
+        return _CONV_POINTWISE(x, weight, bias, *args, unary, [], 'none')
+    return _CONV_POINTWISE.binary(x, other, weight, bias, *args, binary, None,
+                                  None, [], None)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """Layer norm over the channels of an NCHW tensor.
 
@@ -124,6 +167,19 @@ class ConvMod(nn.Module):
                 return self.proj(self._fuse(a.float(), v.float()))
         return self.proj(self._fuse(a, v))
 
+    def forward_residual(self, x: torch.Tensor,
+                         gamma: Optional[torch.Tensor]) -> torch.Tensor:
+        """``x + gamma * self(x)`` with fused kernels (see
+        :func:`fused_cpu_inference`): GELU in the first conv's epilogue, the
+        Hadamard product in V's, scale and residual in the projection's."""
+        y = self.norm(x)
+        a = self.att[2](conv_pointwise(self.att[0], y, 'gelu'))
+        if self.fusion == 'hadamard':
+            av = conv_pointwise(self.v, y, other=a, binary='mul')
+        else:
+            av = self._fuse(a, self.v(y))
+        return conv_pointwise(self.proj, av, other=x, scale=gamma)
+
 
 class ConvMLP(nn.Module):
     """The block's MLP: 1x1 conv to ``ratio * C``, GELU, a residual 3x3
@@ -145,6 +201,14 @@ class ConvMLP(nn.Module):
         # save one allocation of the largest (4C-channel) tensor.
         x = x.add_(pos) if not torch.is_grad_enabled() else x + pos
         return self.fc2(x)
+
+    def forward_residual(self, x: torch.Tensor,
+                         gamma: Optional[torch.Tensor]) -> torch.Tensor:
+        """``x + gamma * self(x)`` with fused kernels (see
+        :func:`fused_cpu_inference`)."""
+        h = conv_pointwise(self.fc1, self.norm(x), 'gelu')
+        h.add_(conv_pointwise(self.pos, h, 'gelu'))
+        return conv_pointwise(self.fc2, h, other=x, scale=gamma)
 
 
 class Conv2FormerBlock(nn.Module):
@@ -194,6 +258,10 @@ class Conv2FormerBlock(nn.Module):
         return x + self.drop_path(y)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_cpu_inference(x) and not (
+                self.training and isinstance(self.drop_path, DropPath)):
+            x = self.attn.forward_residual(x, self.layer_scale_1)
+            return self.mlp.forward_residual(x, self.layer_scale_2)
         x = self._residual(x, self.attn(x), self.layer_scale_1)
         return self._residual(x, self.mlp(x), self.layer_scale_2)
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from mmc2f.models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
+from mmc2f.models.backbones import conv2former
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, FUSIONS
 from tests.released_reference import (make_released_state_dict, max_rel_error,
                                       released_forward)
@@ -214,6 +215,54 @@ def test_fusion_modes(fusion):
     else:  # linear: A scaled into (0, 1]
         scaled = fused / v
         assert scaled.min() > 0 and scaled.max() <= 1 + 1e-6
+
+
+@pytest.mark.skipif(conv2former._CONV_POINTWISE is None
+                    or not torch.backends.mkldnn.is_available(),
+                    reason='no oneDNN fused convolution in this torch build')
+@pytest.mark.parametrize('fusion', list(FUSIONS))
+@pytest.mark.parametrize('layer_scale', [0.5, 0.])
+def test_fused_cpu_inference_path(monkeypatch, fusion, layer_scale):
+    """CPU inference takes oneDNN's fused kernels and computes what the
+    unfused path (taken with autograd on) computes."""
+    torch.manual_seed(0)
+    model = Conv2Former(SMALL_ARCH, fusion=fusion, out_indices=(0, 1, 2, 3),
+                        layer_scale_init_value=layer_scale).eval()
+    model.init_weights()
+    x = torch.randn(2, 3, 64, 48)
+    unfused = [o.detach() for o in model(x)]
+    calls = []
+    fused_op = conv2former._CONV_POINTWISE
+
+    class Counting:
+        def __call__(self, *args):
+            calls.append('unary')
+            return fused_op(*args)
+
+        def binary(self, *args):
+            calls.append(args[8])
+            return fused_op.binary(*args)
+
+    monkeypatch.setattr(conv2former, '_CONV_POINTWISE', Counting())
+    with torch.inference_mode():
+        fused = model(x)
+    blocks = sum(SMALL_ARCH['depths'])
+    # Per block: GELU into att[0] and fc1 and pos, the residual into proj
+    # and fc2, and (Hadamard only) the product into V.
+    assert calls.count('unary') == 3 * blocks
+    assert calls.count('add') == 2 * blocks
+    assert calls.count('mul') == (blocks if fusion == 'hadamard' else 0)
+    for a, b in zip(fused, unfused):
+        assert max_rel_error(a, b) < 1e-5
+    # Where it does not apply: autocast, and stochastic depth in training
+    # (all blocks but the first, whose rate is 0).
+    calls.clear()
+    train_model = Conv2Former(SMALL_ARCH, drop_path_rate=0.5).train()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        model(x)
+    with torch.no_grad():
+        train_model(x)
+    assert len(calls) == 6
 
 
 def test_init_weights_released_scheme():
