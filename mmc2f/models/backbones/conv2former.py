@@ -76,19 +76,20 @@ FUSIONS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 # oneDNN's convolution with a fused epilogue (GELU, or an elementwise product
 # or sum with a second tensor): the kernel TorchInductor emits on CPU. A
 # private op, so it is looked up, not assumed.
-_CONV_POINTWISE = getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+_CONV_POINTWISE = (getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+                   if torch.backends.mkldnn.is_available() else None)
 
 
 def fused_cpu_inference(x: torch.Tensor) -> bool:
     """Whether ``x`` may take the fused oneDNN path: float32 CPU inference
     outside autocast, not being traced (export and ``torch.compile`` see the
     plain ops, which they fuse themselves)."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch.jit.is_scripting()):
+        return False
     return (_CONV_POINTWISE is not None and x.device.type == 'cpu'
             and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and torch.backends.mkldnn.is_available()
-            and not torch.is_autocast_enabled('cpu')
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled('cpu'))
 
 
 def conv_pointwise(conv: nn.Conv2d,

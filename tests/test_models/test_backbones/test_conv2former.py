@@ -217,8 +217,7 @@ def test_fusion_modes(fusion):
         assert scaled.min() > 0 and scaled.max() <= 1 + 1e-6
 
 
-@pytest.mark.skipif(conv2former._CONV_POINTWISE is None
-                    or not torch.backends.mkldnn.is_available(),
+@pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
                     reason='no oneDNN fused convolution in this torch build')
 @pytest.mark.parametrize('fusion', list(FUSIONS))
 @pytest.mark.parametrize('layer_scale', [0.5, 0.])
