@@ -10,6 +10,8 @@ ratios against a baseline measured in the same run.
 
 Models (``--models``; letters n t s b l = nano tiny small base large):
 
+* A ``+cp`` suffix (``conv2former-t+cp``) turns on gradient checkpointing
+  for that model only, so one run compares a model with and without it.
 * ``conv2former-X``: mmc2f's :class:`~mmc2f.models.Conv2Former`, all four
   stage outputs, no output norms (``out_norm=False``, as the released code).
 * ``released-X``: the authors' released forward pass, as re-implemented in
@@ -87,14 +89,19 @@ CHECK_TOL = 1e-4
 AMP_TOL = 5e-2
 
 
-def parse_model_name(name: str) -> Tuple[str, str]:
-    match = re.fullmatch(r'([a-z0-9]+)-([a-z])', name)
+def parse_model_name(name: str) -> Tuple[str, str, bool]:
+    """(family, arch, whether ``+cp`` asks for gradient checkpointing)."""
+    match = re.fullmatch(r'([a-z0-9]+)-([a-z])(\+cp)?', name)
     if not match or match.group(1) not in FAMILIES or \
             match.group(2) not in FAMILIES[match.group(1)]:
         valid = ', '.join(f'{f}-{{{",".join(s)}}}'
                           for f, s in FAMILIES.items())
-        raise ValueError(f'Unknown model {name!r}; valid: {valid}')
-    return match.group(1), SIZES[match.group(2)]
+        raise ValueError(f'Unknown model {name!r}; valid: {valid}, each '
+                         'but released-* optionally with +cp')
+    if match.group(3) and match.group(1) == 'released':
+        raise ValueError(f'{name}: the released code has no gradient '
+                         'checkpointing')
+    return match.group(1), SIZES[match.group(2)], bool(match.group(3))
 
 
 # ---------------------------------------------------------------- models
@@ -165,7 +172,8 @@ def released_state_dict(arch: str) -> dict:
 
 def build_backbone(name: str, with_cp: bool) -> Tuple[nn.Module, str, bool]:
     """(module, arch, whether it checkpoints) for a --models name."""
-    family, arch = parse_model_name(name)
+    family, arch, cp_suffix = parse_model_name(name)
+    with_cp = with_cp or cp_suffix
     if family in ('conv2former', 'released'):
         from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
         sd = released_state_dict(arch)
@@ -281,7 +289,7 @@ def build_entries(args, device: torch.device,
             entries.append(build_config_entry(name, args, device))
             continue
         module, arch, cp = build_backbone(name, args.with_cp)
-        family = name.split('-')[0]
+        family = parse_model_name(name)[0]
         entries.append(Entry(name, family, module.to(device), (x, ),
                              args.shape[0], _shape_str(args.shape),
                              arch=arch, with_cp=cp))
@@ -512,7 +520,8 @@ def summarise(entries: List[Entry], baseline: str,
         err = '-' if e.err is None else f'{e.err:.1e}'
         if e.amp_err is not None:
             err += f'/{e.amp_err:.1e}'
-        label = e.label + ('+cp' if e.with_cp else '')
+        label = e.label + ('+cp' if e.with_cp and
+                           not e.label.endswith('+cp') else '')
         row = [label, e.input_desc, f'{np.median(t):.1f}',
                f'{q75 - q25:.1f}', f'{e.batch / medians[e.label]:.2f}',
                f'{medians[e.label] / medians[baseline]:.2f}', err]
