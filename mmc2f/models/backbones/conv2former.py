@@ -320,6 +320,15 @@ def check_input(x: torch.Tensor, in_channels: int, min_size: int) -> None:
                          f'{tuple(x.shape[2:])}')
 
 
+def in_input_layout(out: torch.Tensor,
+                    channels_last_input: bool) -> torch.Tensor:
+    """An output in the input's memory layout. Inside, tensors turn channels
+    last (on the CPU by choice, anywhere after a layer norm's NHWC view), but
+    compiled ops downstream, mmcv's RoIAlign among them, read their input as
+    contiguous NCHW memory whatever its strides say."""
+    return out if channels_last_input else out.contiguous()
+
+
 def linear_drop_path_rates(rate: float, num_blocks: int) -> List[float]:
     """Stochastic depth rising linearly from 0 to ``rate`` over the blocks."""
     return [rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]
@@ -529,15 +538,18 @@ class Conv2Former(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.min_input_size)
+        # oneDNN's convolutions, the depthwise 11x11 above all, and the layer
+        # norms' NHWC view are fastest on channels-last tensors.
+        channels_last_input = x.is_contiguous(
+            memory_format=torch.channels_last)
         if x.device.type == 'cpu':
-            # oneDNN's convolutions, the depthwise 11x11 above all, and the
-            # layer norms' NHWC view are fastest on channels-last tensors.
             x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(self.num_stages):
             x = self.stages[i](self.downsample_layers[i](x))
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x) if self.out_norm else x)
+                out = getattr(self, f'norm{i}')(x) if self.out_norm else x
+                outs.append(in_input_layout(out, channels_last_input))
         return tuple(outs)
 
     def train(self, mode: bool = True) -> 'Conv2Former':

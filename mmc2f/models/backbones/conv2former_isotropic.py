@@ -15,8 +15,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from .conv2former import (Conv2FormerBlock, LayerNorm2d, check_common_args,
-                          check_input, check_kernel_size, init_backbone,
-                          linear_drop_path_rates)
+                          check_input, check_kernel_size, in_input_layout,
+                          init_backbone, linear_drop_path_rates)
 
 ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
     'small': dict(channels=328, depth=18),
@@ -149,12 +149,15 @@ class Conv2FormerIsotropic(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.min_input_size)
+        channels_last_input = x.is_contiguous(
+            memory_format=torch.channels_last)
         x = self.patch_embed(x)
         outs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in self.out_indices:
-                outs.append(self.norm(x) if self.final_norm else x)
+                out = self.norm(x) if self.final_norm else x
+                outs.append(in_input_layout(out, channels_last_input))
         return tuple(outs)
 
     def get_layer_depth(self, param_name: str,

@@ -116,6 +116,33 @@ def test_equivalence_with_released_forward(arch, depths):
         assert max_rel_error(gr.detach(), ref) < 1e-5
 
 
+@pytest.mark.parametrize('model', [
+    lambda: Conv2Former(SMALL_ARCH, out_indices=(0, 1, 2, 3), out_norm=True),
+    lambda: Conv2FormerIsotropic('IS', out_indices=(5, 11))
+])
+@pytest.mark.parametrize('grad', [False, True])
+def test_outputs_keep_the_input_layout(model, grad):
+    """Channels last inside, but NCHW in, contiguous NCHW out: mmcv's
+    compiled RoIAlign reads raw NCHW memory, and on a channels-last map it
+    silently pooled the wrong values (a Mask R-CNN that could not learn)."""
+    from mmcv.ops import roi_align
+    from torchvision.ops import roi_align as reference_roi_align
+    model = model().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.set_grad_enabled(grad):
+        outs = model(x)
+        outs_cl = model(x.contiguous(memory_format=torch.channels_last))
+    rois = torch.tensor([[0., 1., 2., 40., 30.], [1., 8., 4., 60., 63.]])
+    for out, out_cl in zip(outs, outs_cl):
+        assert out.is_contiguous()
+        assert out_cl.is_contiguous(memory_format=torch.channels_last)
+        scale = out.shape[-1] / 64
+        pooled = roi_align(out, rois, (7, 7), scale, 2, 'avg', True)
+        expected = reference_roi_align(out.detach(), rois, (7, 7), scale, 2,
+                                       aligned=True)
+        assert torch.allclose(pooled, expected, atol=1e-5)
+
+
 def test_frozen_stages():
     model = Conv2Former(SMALL_ARCH, frozen_stages=2, out_norm=True,
                         out_indices=(0, 1, 2, 3))
