@@ -21,7 +21,8 @@ from mmengine.config import Config
 
 from mmc2f.testing import make_ade_shapes, make_coco_shapes
 from mmc2f.testing.overrides import (SHORT_RUN, SMALL_MASK_RCNN, SMALL_UPERNET,
-                                     Overrides, ade_overrides, coco_overrides)
+                                     Overrides, ade_overrides, coco_overrides,
+                                     epoch_schedule)
 from mmc2f.testing.synthetic_data import SHAPES
 from mmc2f.utils.cli import SCOPES, build_runner
 
@@ -81,11 +82,10 @@ def main() -> None:
     det = train_and_test(
         DET_CONFIG,
         dict(coco_overrides(det_cfg, coco, SHAPES, scale_factor=0.2),
-             **SHORT_RUN, **SMALL_MASK_RCNN, **{
-                 'train_cfg.max_epochs': args.det_epochs,
-                 'train_cfg.val_interval': args.det_epochs + 1,  # test only
-                 'train_dataloader.batch_size': 4,
-             }), osp.join(out, 'mask_rcnn'), f'epoch_{args.det_epochs}.pth')
+             **SHORT_RUN, **SMALL_MASK_RCNN,
+             **epoch_schedule(det_cfg, args.det_epochs),
+             **{'train_dataloader.batch_size': 4}),
+        osp.join(out, 'mask_rcnn'), f'epoch_{args.det_epochs}.pth')
 
     print(f'[demo] UperNet, Conv2Former-N, {args.seg_iters} iterations')
     seg_cfg = Config.fromfile(osp.join(ROOT, SEG_CONFIG))

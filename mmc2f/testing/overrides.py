@@ -81,6 +81,25 @@ def _scale_pipeline(pipeline: list, prefix: str, factor: float) -> Overrides:
     return out
 
 
+def epoch_schedule(cfg: Config, max_epochs: int) -> Overrides:
+    """The config's epoch-based schedule compressed to ``max_epochs``, with
+    its learning-rate steps at the same fractions of training (the 3x
+    schedule's epochs 27 and 33 of 36 become 18 and 22 of 24), and no
+    validation before the end."""
+    out: Overrides = {
+        'train_cfg.max_epochs': max_epochs,
+        'train_cfg.val_interval': max_epochs + 1,
+    }
+    total = cfg.train_cfg.max_epochs
+    for i, scheduler in enumerate(cfg.param_scheduler):
+        if 'milestones' in scheduler:
+            out[f'param_scheduler.{i}.milestones'] = [
+                max(round(m * max_epochs / total), 1)
+                for m in scheduler.milestones
+            ]
+    return out
+
+
 def coco_overrides(cfg: Config, data: Dict[str, str], classes: Sequence[str],
                    scale_factor: float) -> Overrides:
     """Data paths, classes and image scale of an mmdet COCO config.
