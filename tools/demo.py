@@ -96,7 +96,7 @@ def main() -> None:
                  'param_scheduler.1.begin': 20,
                  'param_scheduler.1.end': args.seg_iters,
                  'train_cfg.max_iters': args.seg_iters,
-                 'train_cfg.val_interval': args.seg_iters + 1,
+                 'train_cfg.val_begin': args.seg_iters + 1,  # test only
                  'default_hooks.checkpoint.interval': args.seg_iters,
                  'train_dataloader.batch_size': 4,
              }), osp.join(out, 'upernet'), f'iter_{args.seg_iters}.pth')

@@ -85,10 +85,11 @@ def epoch_schedule(cfg: Config, max_epochs: int) -> Overrides:
     """The config's epoch-based schedule compressed to ``max_epochs``, with
     its learning-rate steps at the same fractions of training (the 3x
     schedule's epochs 27 and 33 of 36 become 18 and 22 of 24), and no
-    validation before the end."""
+    validation (mmengine validates after the last epoch too, unless
+    ``val_begin`` lies beyond it): the caller tests once."""
     out: Overrides = {
         'train_cfg.max_epochs': max_epochs,
-        'train_cfg.val_interval': max_epochs + 1,
+        'train_cfg.val_begin': max_epochs + 1,
     }
     total = cfg.train_cfg.max_epochs
     for i, scheduler in enumerate(cfg.param_scheduler):

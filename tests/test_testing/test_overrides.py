@@ -19,6 +19,6 @@ def test_epoch_schedule_keeps_step_fractions(config):
     out = epoch_schedule(cfg, 24)
     assert out[key] == [18, 22]
     assert out['train_cfg.max_epochs'] == 24
-    assert out['train_cfg.val_interval'] == 25
+    assert out['train_cfg.val_begin'] == 25
     # Never a step at epoch 0, however short the run.
     assert epoch_schedule(cfg, 1)[key] == [1, 1]

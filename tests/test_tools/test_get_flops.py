@@ -74,3 +74,34 @@ def test_paper_table_configs_exist():
         assert osp.isfile(tool.config_path(name, CONFIGS)), name
     # Every Conv2Former config with a paper number is in the table.
     assert sum('::' not in name for name in tool.PAPER) == 13
+
+
+def test_mask_rcnn_same_count_as_mmdets_own_tool(tmp_path):
+    """MMDetection's get_flops.py (which reads an image through the
+    dataset) and ours count the same model: an 800x1280 image, so RPN keeps
+    its 1000 proposals whatever the random weights."""
+    from mmc2f.testing import make_coco_shapes
+    from tests.test_e2e.helpers import library_tool, run_tool
+    data = make_coco_shapes(str(tmp_path), num_train=1, num_val=1,
+                            size=(800, 1280))
+    config = (f'{CONFIGS}/mask_rcnn/'
+              'mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py')
+    out = run_tool(
+        library_tool('mmdet', 'analysis_tools/get_flops.py'), config,
+        '--num-images', '1', '--cfg-options', 'model.backbone.init_cfg=None',
+        f'val_dataloader.dataset.data_root={data["data_root"]}',
+        f'val_dataloader.dataset.ann_file={data["val_ann"]}',
+        f'val_dataloader.dataset.data_prefix.img={data["val_img"]}')
+    assert re.search(r'^Input shape: \(800, 1280\)$', out, re.M), out
+    units = dict(M=1e6, G=1e9, T=1e12)
+
+    def number(name):
+        value, unit = re.search(rf'^{name}: ([\d.]+)([MGT])$', out,
+                                re.M).groups()
+        return float(value) * units[unit]
+
+    params, flops, shape, _ = get_flops(config)
+    assert shape == (3, 800, 1280)
+    # mmdet prints 3 or 5 significant figures.
+    assert flops == pytest.approx(number('Flops'), rel=5e-3)
+    assert params == pytest.approx(number('Params'), rel=1e-3)
