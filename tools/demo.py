@@ -83,8 +83,10 @@ def main() -> None:
         DET_CONFIG,
         dict(coco_overrides(det_cfg, coco, SHAPES, scale_factor=0.2),
              **SHORT_RUN, **SMALL_MASK_RCNN,
-             **epoch_schedule(det_cfg, args.det_epochs),
-             **{'train_dataloader.batch_size': 4}),
+             **epoch_schedule(det_cfg, args.det_epochs), **{
+                 'default_hooks.checkpoint.interval': args.det_epochs,
+                 'train_dataloader.batch_size': 4,
+             }),
         osp.join(out, 'mask_rcnn'), f'epoch_{args.det_epochs}.pth')
 
     print(f'[demo] UperNet, Conv2Former-N, {args.seg_iters} iterations')
