@@ -17,6 +17,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.utils import digit_version
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils.checkpoint import load_pretrained
@@ -75,20 +76,24 @@ FUSIONS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 # oneDNN's convolution with a fused epilogue (GELU, or an elementwise product
 # or sum with a second tensor): the kernel TorchInductor emits on CPU. A
-# private op, so it is looked up, not assumed.
-_CONV_POINTWISE = (getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
-                   if torch.backends.mkldnn.is_available() else None)
+# private op, so it is looked up, not assumed; used from torch 2.4, which has
+# the autocast and compile queries below.
+_CONV_POINTWISE = (
+    getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+    if torch.backends.mkldnn.is_available()
+    and digit_version(torch.__version__) >= digit_version('2.4.0') else None)
 
 
 def fused_cpu_inference(x: torch.Tensor) -> bool:
     """Whether ``x`` may take the fused oneDNN path: float32 CPU inference
     outside autocast, not being traced (export and ``torch.compile`` see the
     plain ops, which they fuse themselves)."""
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or torch.jit.is_scripting()):
+    if _CONV_POINTWISE is None or (torch.compiler.is_compiling()
+                                   or torch.jit.is_tracing()
+                                   or torch.jit.is_scripting()):
         return False
-    return (_CONV_POINTWISE is not None and x.device.type == 'cpu'
-            and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    return (x.device.type == 'cpu' and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled('cpu'))
 
 
