@@ -405,7 +405,10 @@ class Conv2Former(BaseModule):
         Input ``(N, in_channels, H, W)`` with ``H, W >= 32``. Stage ``i``
         returns ``(N, channels[i], H_i, W_i)`` where
         ``H_0 = floor(ceil(H / 2) / 2)`` and ``H_{i+1} = floor(H_i / 2)``
-        (likewise W): exactly H / 4, H / 8, ... when 32 divides H.
+        (likewise W): exactly H / 4, H / 8, ... when 32 divides H. Outputs
+        are contiguous NCHW for an NCHW input and channels last for a
+        channels-last one, whatever layout runs inside (channels last on
+        the CPU).
 
     Example:
         >>> import torch
