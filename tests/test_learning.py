@@ -2,7 +2,7 @@
 trained from scratch on the generated shapes, must reach scores that a model
 which learned nothing cannot (an untrained one scores 0 AP / ~0 mIoU).
 
-Slow (about 14 minutes on 2 cores): skipped by the default test command,
+Slow (about 13 minutes on 2 cores): skipped by the default test command,
 run with ``python -m pytest -m slow``.
 """
 import json
