@@ -4,7 +4,6 @@ operating directly on a released-format state dict with ``torch.nn.functional``.
 
 It shares no code with mmc2f's models: the tests compare mmc2f's modules
 with it, and ``tools/analysis/benchmark.py`` times it as the released code.
-(Moved here from ``tests/released_reference.py``, which re-exports it.)
 """
 from collections import OrderedDict
 from typing import Dict, List, Tuple

@@ -159,14 +159,23 @@ def test_backbone_without_get_layer_depth():
         build(model)
 
 
-def test_amp_falls_back_to_fp32_on_cpu():
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    """The fallback depends on mmengine's device: pretend to be a CPU-only
+    machine, also where a GPU is present."""
+    monkeypatch.setattr(
+        'mmc2f.engine.optimizers.layer_decay_optim_wrapper_constructor.'
+        'get_device', lambda: 'cpu')
+
+
+def test_amp_falls_back_to_fp32_on_cpu(no_accelerator):
     optim_wrapper = build(Detector(), type='AmpOptimWrapper')
     assert type(optim_wrapper) is OptimWrapper
     assert not isinstance(optim_wrapper, AmpOptimWrapper)
     assert len(optim_wrapper.optimizer.param_groups) == 16  # 8 layers x 2
 
 
-def test_real_mask_rcnn_config():
+def test_real_mask_rcnn_config(no_accelerator):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()

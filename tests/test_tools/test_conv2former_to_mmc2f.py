@@ -10,8 +10,8 @@ from mmengine.runner import load_checkpoint
 import mmc2f  # noqa: F401
 from mmc2f.models import Conv2Former
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
-from tests.released_reference import (make_released_state_dict, max_rel_error,
-                                      released_forward)
+from mmc2f.testing.released_reference import (make_released_state_dict,
+                                              max_rel_error, released_forward)
 
 CONVERTER = 'tools/model_converters/conv2former_to_mmc2f.py'
 TINY = ARCH_SETTINGS['tiny']
