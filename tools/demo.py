@@ -27,8 +27,12 @@ from mmc2f.testing.synthetic_data import SHAPES
 from mmc2f.utils.cli import SCOPES, build_runner
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DET_CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py'
-SEG_CONFIG = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'
+DET_CONFIG = ('configs/mask_rcnn/'
+              'mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py')
+SEG_CONFIG = ('configs/upernet/'
+              'upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py')
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out-dir', default='outputs/demo')

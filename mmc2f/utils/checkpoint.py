@@ -161,6 +161,11 @@ def _load_from_local(filename: str, map_location=None) -> Any:
     return safe_torch_load(osp.expanduser(filename), map_location)
 
 
+# The process's umask (reading it means setting it: set it straight back).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_open(filename: str) -> Iterator[BinaryIO]:
     """Open ``filename`` for binary writing such that it appears complete or
@@ -173,6 +178,8 @@ def atomic_open(filename: str) -> Iterator[BinaryIO]:
         with os.fdopen(fd, 'wb') as f:
             yield f
             f.flush()
+            # mkstemp creates 0600; give the permissions open() would.
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             os.fsync(f.fileno())
         os.replace(tmp, filename)
     finally:
@@ -229,6 +236,8 @@ def load_pretrained(module: torch.nn.Module,
     if not isinstance(state_dict, dict):
         raise CheckpointLoadError(
             f'{filename} holds a {type(state_dict).__name__}, not weights')
+    if prefix and not prefix.endswith('.'):
+        prefix += '.'  # as mmengine's Pretrained init accepts 'backbone'
     if prefix:
         found = {k[len(prefix):]: v for k, v in state_dict.items()
                  if k.startswith(prefix)}

@@ -257,3 +257,33 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     assert torch.equal(safe_torch_load(path)['state_dict']['w'],
                        torch.zeros(3))
     assert os.listdir(tmp_path) == ['epoch_1.pth']  # no temporary left
+
+
+def test_prefix_without_trailing_dot(tmp_path):
+    """``prefix='backbone'`` loads as mmengine's Pretrained init takes it."""
+    from mmc2f.utils.checkpoint import load_pretrained
+    path = str(tmp_path / 'ckpt.pth')
+    source = _save_backbone_checkpoint(path, SMALL)
+    backbone = _pretrained_backbone(path)
+    load_pretrained(backbone, path, 'backbone')
+    for key, value in source.state_dict().items():
+        assert torch.equal(backbone.state_dict()[key], value), key
+
+
+def test_checkpoint_permissions_follow_umask(tmp_path):
+    """Atomic writes give the permissions a plain open() would, not
+    mkstemp's owner-only 0600."""
+    from mmengine.runner.checkpoint import save_checkpoint
+    old = os.umask(0o022)
+    try:
+        import mmc2f.utils.checkpoint as checkpoint
+        umask, checkpoint._UMASK = checkpoint._UMASK, 0o022
+        path = str(tmp_path / 'epoch_1.pth')
+        save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, path)
+        plain = tmp_path / 'plain'
+        plain.write_bytes(b'')
+    finally:
+        checkpoint._UMASK = umask
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert os.stat(plain).st_mode & 0o777 == 0o644

@@ -70,6 +70,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+from mmengine.config import DictAction
 
 from mmc2f.testing.released_reference import released_stages
 
@@ -593,7 +594,7 @@ def parse_args(argv=None):
     parser.add_argument('--config', action='append',
                         help='time the whole model of this config '
                         '(repeatable)')
-    parser.add_argument('--cfg-options', nargs='+', default=None,
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='overrides for --config, key=value')
     parser.add_argument('--shape', type=int, nargs='+',
                         default=[1, 3, 224, 224],
@@ -632,11 +633,6 @@ def parse_args(argv=None):
         parser.error('--repeats must be >= 1 and --warmup >= 0')
     if args.amp_dtype is None:
         args.amp_dtype = 'fp16' if args.device == 'cuda' else 'bf16'
-    if args.cfg_options:
-        from mmengine.config import DictAction
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest='o')(None, ns, args.cfg_options)
-        args.cfg_options = ns.o
     labels = list(args.models) + [osp.splitext(osp.basename(c))[0]
                                   for c in args.config or []]
     if len(set(labels)) != len(labels):

@@ -32,15 +32,27 @@ class RNGStateHook(Hook):
         checkpoint.setdefault('meta', {})[self.KEY] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        state: Optional[dict] = checkpoint.get('meta', {}).get(self.KEY)
-        if state is None:
+        # Only a resumed training continues the random streams (not
+        # ``load_from``, not testing). The states are applied in
+        # ``before_train``: after this hook, mmengine re-seeds whenever the
+        # checkpoint's seed differs from the config's (always, for a config
+        # without ``randomness.seed``), which would overwrite them.
+        if not runner._resume:
+            return
+        self._state: Optional[dict] = checkpoint.get('meta', {}).get(self.KEY)
+        if self._state is None:
             runner.logger.warning(
                 'The checkpoint has no random-generator state (written '
                 'without RNGStateHook): the resumed run will not repeat the '
                 'random draws of an uninterrupted one.')
+
+    def before_train(self, runner) -> None:
+        state, self._state = getattr(self, '_state', None), None
+        if state is None:
             return
         random.setstate(state['python'])
         np.random.set_state(state['numpy'])
-        torch.set_rng_state(state['torch'])
+        # Loaded onto the training device; the setters take CPU tensors.
+        torch.set_rng_state(state['torch'].cpu())
         if state['cuda'] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state['cuda'])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
