@@ -78,23 +78,45 @@ FUSIONS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 # or sum with a second tensor): the kernel TorchInductor emits on CPU. A
 # private op, so it is looked up, not assumed; used from torch 2.4, which has
 # the autocast and compile queries below.
-_CONV_POINTWISE = (
-    getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
-    if torch.backends.mkldnn.is_available()
-    and digit_version(torch.__version__) >= digit_version('2.4.0') else None)
+_HAS_FUSED_OPS = (torch.backends.mkldnn.is_available() and
+                  digit_version(torch.__version__) >= digit_version('2.4.0'))
+_CONV_POINTWISE = (getattr(torch.ops.mkldnn, '_convolution_pointwise', None)
+                   if _HAS_FUSED_OPS else None)
+# Its in-place variant: ``other += conv(x)``, no new output tensor.
+_CONV_POINTWISE_ = (getattr(torch.ops.mkldnn, '_convolution_pointwise_', None)
+                    if _HAS_FUSED_OPS else None)
+
+# Bytes of the MLP's 4C-channel activations per tile in fused CPU inference:
+# a tile stays in the last-level cache between the convolutions that write
+# and read it, and the big tensors of the first stage are never allocated
+# whole (fresh multi-MiB allocations cost page faults). 8 MiB measured best
+# of 3/5/8/16 on a 32 MiB-L3 EPYC (docs/benchmarks.md).
+MLP_TILE_BYTES = 8 * 2**20
 
 
 def fused_cpu_inference(x: torch.Tensor) -> bool:
     """Whether ``x`` may take the fused oneDNN path: float32 CPU inference
     outside autocast, not being traced (export and ``torch.compile`` see the
     plain ops, which they fuse themselves)."""
-    if _CONV_POINTWISE is None or (torch.compiler.is_compiling()
+    if _CONV_POINTWISE is None or _CONV_POINTWISE_ is None or (
+            torch.compiler.is_compiling()
                                    or torch.jit.is_tracing()
                                    or torch.jit.is_scripting()):
         return False
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and not torch.is_grad_enabled()
             and not torch.is_autocast_enabled('cpu'))
+
+
+def _conv_args(conv: nn.Conv2d, scale: Optional[torch.Tensor]) -> tuple:
+    """The weight, bias and geometry arguments of the oneDNN ops, with the
+    per-output-channel ``scale`` (layer scale) folded into the weights:
+    ``s * (W x + b) = (s W) x + s b``."""
+    weight, bias = conv.weight, conv.bias
+    if scale is not None:
+        weight, bias = weight * scale.view(-1, 1, 1, 1), bias * scale
+    return (weight, bias, list(conv.padding), list(conv.stride),
+            list(conv.dilation), conv.groups)
 
 
 def conv_pointwise(conv: nn.Conv2d,
@@ -108,18 +130,38 @@ def conv_pointwise(conv: nn.Conv2d,
     Args:
         unary: ``'none'`` or ``'gelu'`` (exact, erf-based: ``nn.GELU()``).
         other: The second operand of ``binary`` (``'add'`` or ``'mul'``).
-        scale: Per-output-channel factor (layer scale), folded into the
-            weights: ``s * (W x + b) = (s W) x + s b``.
+        scale: Per-output-channel factor (layer scale).
     """
-    weight, bias = conv.weight, conv.bias
-    if scale is not None:
-        weight, bias = weight * scale.view(-1, 1, 1, 1), bias * scale
-    args = (list(conv.padding), list(conv.stride), list(conv.dilation),
-            conv.groups)
+    weight, bias, *args = _conv_args(conv, scale)
     if other is None:
         return _CONV_POINTWISE(x, weight, bias, *args, unary, [], 'none')
     return _CONV_POINTWISE.binary(x, other, weight, bias, *args, binary, None,
                                   None, [], None)
+
+
+def conv_add_(conv: nn.Conv2d, x: torch.Tensor, out: torch.Tensor,
+              scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``out += scale * conv(x)`` in place, in one pass."""
+    return _CONV_POINTWISE_.binary(out, x, *_conv_args(conv, scale), 'add',
+                                   None, None, [], None)
+
+
+def batch_tiles(n: int, h: int, row_bytes: int,
+                budget: int) -> List[Tuple[slice, int, int]]:
+    """Splits a batch of ``n`` images of ``h`` rows into tiles of at most
+    about ``budget`` bytes: several whole images per tile when an image
+    fits, else bands of rows of one image (each tile then one contiguous
+    block of a channels-last tensor). Returns ``(images, row0, row1)``."""
+    image_bytes = h * row_bytes
+    if n * image_bytes <= budget:
+        return [(slice(0, n), 0, h)]
+    if image_bytes <= budget:
+        k = budget // image_bytes
+        return [(slice(i, min(i + k, n)), 0, h) for i in range(0, n, k)]
+    # Two rows of each band are context for the 3x3 conv (see ConvMLP).
+    rows = max(budget // row_bytes - 2, 8)
+    return [(slice(i, i + 1), r, min(r + rows, h)) for i in range(n)
+            for r in range(0, h, rows)]
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -208,13 +250,28 @@ class ConvMLP(nn.Module):
         x = x.add_(pos) if not torch.is_grad_enabled() else x + pos
         return self.fc2(x)
 
-    def forward_residual(self, x: torch.Tensor,
-                         gamma: Optional[torch.Tensor]) -> torch.Tensor:
-        """``x + gamma * self(x)`` with fused kernels (see
-        :func:`fused_cpu_inference`)."""
-        h = conv_pointwise(self.fc1, self.norm(x), 'gelu')
-        h.add_(conv_pointwise(self.pos, h, 'gelu'))
-        return conv_pointwise(self.fc2, h, other=x, scale=gamma)
+    def forward_residual_(self, x: torch.Tensor,
+                          gamma: Optional[torch.Tensor]) -> torch.Tensor:
+        """Adds ``gamma * self(x)`` to ``x`` in place with fused kernels (see
+        :func:`fused_cpu_inference`), tile by tile (:data:`MLP_TILE_BYTES`)
+        when ``x`` is channels last."""
+        n, _, h, w = x.shape
+        y = self.norm(x)
+        tiles = [(slice(0, n), 0, h)]
+        if x.is_contiguous(memory_format=torch.channels_last):
+            tiles = batch_tiles(n, h, w * self.fc1.out_channels *
+                                x.element_size(), MLP_TILE_BYTES)
+        for images, r0, r1 in tiles:
+            # A band's rows need one row above and below as the 3x3 conv's
+            # context; where a band ends at the image's border, the conv's
+            # zero padding is the right context. The context rows' own
+            # outputs are wrong and are dropped.
+            c0, c1 = max(r0 - 1, 0), min(r1 + 1, h)
+            t = conv_pointwise(self.fc1, y[images, :, c0:c1], 'gelu')
+            t.add_(conv_pointwise(self.pos, t, 'gelu'))
+            conv_add_(self.fc2, t[:, :, r0 - c0:r1 - c0],
+                      x[images, :, r0:r1], gamma)
+        return x
 
 
 class Conv2FormerBlock(nn.Module):
@@ -266,8 +323,9 @@ class Conv2FormerBlock(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if fused_cpu_inference(x) and not (
                 self.training and isinstance(self.drop_path, DropPath)):
+            # The MLP may add in place: its input is ConvMod's fresh output.
             x = self.attn.forward_residual(x, self.layer_scale_1)
-            return self.mlp.forward_residual(x, self.layer_scale_2)
+            return self.mlp.forward_residual_(x, self.layer_scale_2)
         x = self._residual(x, self.attn(x), self.layer_scale_1)
         return self._residual(x, self.mlp(x), self.layer_scale_2)
 
@@ -277,20 +335,38 @@ class Conv2FormerBlock(nn.Module):
         return self._forward(x)
 
 
-def conv2former_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+class Stem(nn.Sequential):
     """Stride-4 stem: two 3x3 convs (the first strided) each followed by GELU
     and BatchNorm, then a 2x2 stride-2 conv. Indices match the released
     ``downsample_layers.0.{0..6}``."""
-    mid = out_channels // 2
-    return nn.Sequential(
-        nn.Conv2d(in_channels, mid, 3, stride=2, padding=1, bias=False),
-        nn.GELU(),
-        nn.BatchNorm2d(mid),
-        nn.Conv2d(mid, mid, 3, stride=1, padding=1, bias=False),
-        nn.GELU(),
-        nn.BatchNorm2d(mid),
-        nn.Conv2d(mid, out_channels, 2, stride=2, bias=False),
-    )
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        mid = out_channels // 2
+        super().__init__(
+            nn.Conv2d(in_channels, mid, 3, stride=2, padding=1, bias=False),
+            nn.GELU(),
+            nn.BatchNorm2d(mid),
+            nn.Conv2d(mid, mid, 3, stride=1, padding=1, bias=False),
+            nn.GELU(),
+            nn.BatchNorm2d(mid),
+            nn.Conv2d(mid, out_channels, 2, stride=2, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn1, bn2, last = self[2], self[5], self[6]
+        if not fused_cpu_inference(x) or bn1.training or bn2.training:
+            return super().forward(x)
+        # GELU in the convs' epilogues (see fused_cpu_inference). The second
+        # BatchNorm, an affine map z * s + t in eval mode, folds into the
+        # last conv, exactly since that conv has no padding:
+        # W (z * s + t) = (W s) z + sum(W t). (Not so the first: zero
+        # padding after it is not zero padding before it.)
+        x = bn1(conv_pointwise(self[0], x, 'gelu'))
+        x = conv_pointwise(self[3], x, 'gelu')
+        s = bn2.weight / torch.sqrt(bn2.running_var + bn2.eps)
+        t = bn2.bias - bn2.running_mean * s
+        return F.conv2d(x, last.weight * s.view(1, -1, 1, 1),
+                        last.weight.sum((2, 3)) @ t, last.stride)
 
 
 def check_kernel_size(kernel_size: int) -> None:
@@ -459,7 +535,7 @@ class Conv2Former(BaseModule):
 
         # Stem, then one (LayerNorm, 2x2 stride-2 conv) between stages.
         self.downsample_layers = nn.ModuleList(
-            [conv2former_stem(in_channels, self.channels[0])])
+            [Stem(in_channels, self.channels[0])])
         for c_in, c_out in zip(self.channels[:-1], self.channels[1:]):
             self.downsample_layers.append(
                 nn.Sequential(LayerNorm2d(c_in),

@@ -244,6 +244,17 @@ def test_fusion_modes(fusion):
         assert scaled.min() > 0 and scaled.max() <= 1 + 1e-6
 
 
+def randomise_batch_norms(model: nn.Module) -> None:
+    """Running statistics and affine parameters far from the identity, so
+    that a wrong BatchNorm fold shows."""
+    for bn in model.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            nn.init.uniform_(bn.weight, 0.5, 2)
+            nn.init.uniform_(bn.bias, -1, 1)
+
+
 @pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
                     reason='no oneDNN fused convolution in this torch build')
 @pytest.mark.parametrize('fusion', list(FUSIONS))
@@ -255,33 +266,43 @@ def test_fused_cpu_inference_path(monkeypatch, fusion, layer_scale):
     model = Conv2Former(SMALL_ARCH, fusion=fusion, out_indices=(0, 1, 2, 3),
                         layer_scale_init_value=layer_scale).eval()
     model.init_weights()
+    randomise_batch_norms(model)
     x = torch.randn(2, 3, 64, 48)
     unfused = [o.detach() for o in model(x)]
     calls = []
-    fused_op = conv2former._CONV_POINTWISE
+    fused_op, inplace_op = (conv2former._CONV_POINTWISE,
+                            conv2former._CONV_POINTWISE_)
 
     class Counting:
+        def __init__(self, op, suffix=''):
+            self.op, self.suffix = op, suffix
+
         def __call__(self, *args):
             calls.append('unary')
-            return fused_op(*args)
+            return self.op(*args)
 
         def binary(self, *args):
-            calls.append(args[8])
-            return fused_op.binary(*args)
+            calls.append(args[8] + self.suffix)
+            return self.op.binary(*args)
 
-    monkeypatch.setattr(conv2former, '_CONV_POINTWISE', Counting())
+    monkeypatch.setattr(conv2former, '_CONV_POINTWISE', Counting(fused_op))
+    monkeypatch.setattr(conv2former, '_CONV_POINTWISE_',
+                        Counting(inplace_op, '_'))
     with torch.inference_mode():
         fused = model(x)
     blocks = sum(SMALL_ARCH['depths'])
     # Per block: GELU into att[0] and fc1 and pos, the residual into proj
-    # and fc2, and (Hadamard only) the product into V.
-    assert calls.count('unary') == 3 * blocks
-    assert calls.count('add') == 2 * blocks
+    # and (in place) fc2, and (Hadamard only) the product into V; GELU into
+    # the stem's two 3x3 convs.
+    assert calls.count('unary') == 3 * blocks + 2
+    assert calls.count('add') == blocks
+    assert calls.count('add_') == blocks
     assert calls.count('mul') == (blocks if fusion == 'hadamard' else 0)
     for a, b in zip(fused, unfused):
         assert max_rel_error(a, b) < 1e-5
     # Where it does not apply: autocast, and stochastic depth in training
-    # (all blocks but the first, whose rate is 0).
+    # (all blocks but the first, whose rate is 0; the stem's BatchNorms in
+    # training mode).
     calls.clear()
     train_model = Conv2Former(SMALL_ARCH, drop_path_rate=0.5).train()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
@@ -289,6 +310,39 @@ def test_fused_cpu_inference_path(monkeypatch, fusion, layer_scale):
     with torch.no_grad():
         train_model(x)
     assert len(calls) == 6
+
+
+@pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
+                    reason='no oneDNN fused convolution in this torch build')
+@pytest.mark.parametrize('channels_last', [True, False])
+@pytest.mark.parametrize(
+    'budget, shape, num_tiles',
+    [
+        (2**30, (5, 16, 21, 13), 1),  # all at once
+        (2 * 21 * 13 * 64 * 4, (5, 16, 21, 13), 3),  # 2 + 2 + 1 images
+        (12 * 13 * 64 * 4, (2, 16, 21, 13), 6),  # bands of 10 + 10 + 1 rows
+        (1, (1, 16, 7, 13), 1),  # a band of at least 8 rows
+    ])
+def test_mlp_tiles_compute_the_same(monkeypatch, channels_last, budget,
+                                    shape, num_tiles):
+    """The fused MLP, tile by tile (whole images or bands of rows with one
+    row of context), equals the unfused block; the block's input is left
+    as it was though the MLP adds in place."""
+    assert len(conv2former.batch_tiles(shape[0], shape[2], 13 * 64 * 4,
+                                       budget)) == num_tiles
+    monkeypatch.setattr(conv2former, 'MLP_TILE_BYTES', budget)
+    torch.manual_seed(0)
+    block = conv2former.Conv2FormerBlock(16, 5,
+                                         layer_scale_init_value=0.5).eval()
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = block(x.clone().requires_grad_()).detach()
+    before = x.clone()
+    with torch.no_grad():
+        out = block(x)
+    assert max_rel_error(out, expected) < 1e-5
+    assert torch.equal(x, before)
 
 
 def test_init_weights_released_scheme():
