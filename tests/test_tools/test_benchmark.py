@@ -1,5 +1,6 @@
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -126,3 +127,54 @@ def test_check_catches_a_different_computation(monkeypatch):
         entries[0].module.stages[2][3].attn.v.weight.mul_(1.01)
     with pytest.raises(SystemExit, match='conv2former-n: max rel err'):
         benchmark.check_outputs(entries, args, device)
+
+
+def test_goals_in_one_command(monkeypatch, capsys):
+    """--goals runs every run the machine can do (the GPU one is skipped
+    without CUDA) and prints each goal's ratio, computed from the tables
+    above it, against its target, and the ONNX check."""
+    monkeypatch.syspath_prepend(osp.dirname(TOOL))
+    import benchmark
+    small = {  # the real runs at sizes a test can afford
+        name: run.replace('800 1216', '64 96').replace('224 224', '64 64')
+        .replace('--shape 128', '--shape 2')
+        for name, run in benchmark.GOAL_RUNS.items()
+    }
+    monkeypatch.setattr(benchmark, 'GOAL_RUNS', small)
+    monkeypatch.setattr(benchmark.torch.cuda, 'is_available', lambda: False)
+    benchmark.main(['--goals', '--threads', '1', '--repeats', '1',
+                    '--warmup', '0'])
+    out = capsys.readouterr().out
+    assert '## gpu: skipped, no CUDA device' in out
+    tables = {}
+    for section in out.split('## ')[1:]:
+        name, body = section.split('\n', 1)
+        if 'skipped' not in name:
+            tables[name] = body
+    assert list(tables) == ['detection', 'classification', 'training',
+                            'goals']
+    assert 'input 1x3x64x96' not in tables['detection']  # plain table
+    det = parse_plain(tables['detection'])
+    assert det['conv2former-t']['input'] == '1x3x64x96'
+    train = parse_plain(tables['training'])
+    goals = {}
+    for line in tables['goals'].splitlines()[2:]:
+        if line.strip():
+            what, *cells = re.split(r'\s{2,}', line.strip())
+            goals[what] = cells
+    ratio = (float(det['conv2former-t']['median_ms']) /
+             float(det['convnext-t']['median_ms']))
+    measured, target, reached = goals[
+        'inference 1x3x800x1216, mmc2f / ConvNeXt-T']
+    assert float(measured) == pytest.approx(ratio, rel=0.01)
+    assert target == '<= 1'
+    assert reached == ('yes' if float(measured) <= 1 else 'no')
+    memory = (float(train['conv2former-t+cp']['peak_MiB'].rstrip('*')) /
+              float(train['conv2former-t']['peak_MiB'].rstrip('*')))
+    assert float(goals['train step peak memory, with_cp / without'][0]) == \
+        pytest.approx(memory, rel=0.01, abs=0.002)
+    assert goals['GPU throughput, batch 128 AMP, mmc2f / released'][0] == \
+        'not run'
+    err, target, reached = goals[
+        'ONNX opset 17, onnxruntime vs PyTorch, max rel err']
+    assert float(err) < 1e-4 and (target, reached) == ('< 1e-4', 'yes')

@@ -7,6 +7,7 @@ ratios against a baseline measured in the same run.
         --shape 1 3 800 1216 --repeats 10 --warmup 3 [--baseline released-t] \\
         [--channels-last] [--amp] [--device cpu|cuda] [--threads N] \\
         [--train [--with-cp]] [--config CFG ...] [--markdown]
+    python tools/analysis/benchmark.py --goals [--threads N] [--markdown]
 
 Models (``--models``; letters n t s b l = nano tiny small base large):
 
@@ -25,6 +26,13 @@ Models (``--models``; letters n t s b l = nano tiny small base large):
   / mmpretrain config, no checkpoint, on a synthetic batch that went through
   its data preprocessor once (not timed): ``mode='predict'`` for inference,
   ``mode='loss'`` (random targets) with ``--train``. Labelled by file name.
+
+``--goals`` runs the performance goals of the project (docs/benchmarks.md)
+in one command: the inference, training-step and memory runs of GOAL_RUNS
+(each as if given on the command line; ``--repeats``/``--warmup``, when
+given, override theirs), the GPU throughput run when CUDA is available,
+and an ONNX export checked with onnxruntime; then one table of the ratios
+against their targets.
 
 Same weights, same result: every ``conv2former-X`` and ``released-X`` loads
 one random released-format state dict per arch (``make_released_state_dict``,
@@ -88,6 +96,36 @@ CHECK_TOL = 1e-4
 # Autocast against the fp32 released forward: a bound that catches a wrong
 # computation (errors of order 1), not a precision claim.
 AMP_TOL = 5e-2
+
+# --goals: the runs, each as command-line arguments with its own repeats...
+GOAL_RUNS = {
+    'detection': '--models released-t conv2former-t convnext-t '
+    '--shape 1 3 800 1216 --repeats 5 --warmup 2',
+    'classification': '--models released-t conv2former-t convnext-t '
+    '--shape 8 3 224 224 --repeats 7 --warmup 2',
+    'training': '--models released-t conv2former-t conv2former-t+cp '
+    '--shape 2 3 800 1216 --train --repeats 3 --warmup 1',
+    'gpu': '--models released-t conv2former-t convnext-t swin-t '
+    '--shape 128 3 224 224 --amp --channels-last --device cuda '
+    '--repeats 20 --warmup 5',
+}
+# ... and the goals: (what, run, 'time' or 'memory', model, against, target)
+GOALS = [
+    ('inference 1x3x800x1216, mmc2f / released', 'detection', 'time',
+     'conv2former-t', 'released-t', 0.75),
+    ('inference 8x3x224x224, mmc2f / released', 'classification', 'time',
+     'conv2former-t', 'released-t', 0.75),
+    ('inference 1x3x800x1216, mmc2f / ConvNeXt-T', 'detection', 'time',
+     'conv2former-t', 'convnext-t', 1.0),
+    ('train step 2x3x800x1216, mmc2f / released', 'training', 'time',
+     'conv2former-t', 'released-t', 1.0),
+    ('train step peak memory, with_cp / without', 'training', 'memory',
+     'conv2former-t+cp', 'conv2former-t', 0.5),
+    ('GPU throughput, batch 128 AMP, mmc2f / released', 'gpu', 'time',
+     'conv2former-t', 'released-t', 1.0),
+    ('GPU throughput, batch 128 AMP, mmc2f / ConvNeXt-T', 'gpu', 'time',
+     'conv2former-t', 'convnext-t', 1.0),
+]
 
 
 def parse_model_name(name: str) -> Tuple[str, str, bool]:
@@ -599,8 +637,8 @@ def parse_args(argv=None):
     parser.add_argument('--shape', type=int, nargs='+',
                         default=[1, 3, 224, 224],
                         help='input N C H W (or H W: N=1, C=3)')
-    parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, help='default: 10')
+    parser.add_argument('--warmup', type=int, help='default: 3')
     parser.add_argument('--baseline',
                         help='model of the ratios (default: the first)')
     parser.add_argument('--channels-last', action='store_true')
@@ -616,8 +654,15 @@ def parse_args(argv=None):
                         help='gradient checkpointing (mmc2f, mmpretrain and '
                         'config backbones; not released-*)')
     parser.add_argument('--markdown', action='store_true')
+    parser.add_argument('--goals', action='store_true',
+                        help='the project\'s performance goals in one run '
+                        '(ignores the model and input options)')
     parser.add_argument('--memory-probe', type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.goals:
+        return args
+    args.repeats = 10 if args.repeats is None else args.repeats
+    args.warmup = 3 if args.warmup is None else args.warmup
     if len(args.shape) == 2:
         args.shape = [1, 3] + args.shape
     if len(args.shape) != 4:
@@ -643,16 +688,109 @@ def parse_args(argv=None):
     return args
 
 
+def measure(args, argv: Sequence[str],
+            device: torch.device) -> List[Entry]:
+    """Build, check and time the entries of one run (and their memory)."""
+    entries = build_entries(args, device)
+    check_outputs(entries, args, device)
+    time_entries(entries, args, device)
+    if args.train:
+        measure_memory(entries, args, device, argv)
+    return entries
+
+
+def report(entries: List[Entry], args, device: torch.device,
+           load: str) -> None:
+    header, rows = summarise(entries, args.baseline, args)
+    print(describe_run(args, device, load) + ('\n' if args.markdown else ''))
+    print(format_table(header, rows, args.markdown))
+    print(('\n' if args.markdown else '') +
+          notes(entries, args, args.baseline))
+
+
+def onnx_error(entry: Entry) -> float:
+    """Max relative error of onnxruntime's outputs (opset 17) against
+    PyTorch's, at another input size than the exported one."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from mmc2f.testing.released_reference import max_rel_error
+    module = entry.module.eval()
+    g = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'backbone.onnx')
+        torch.onnx.export(
+            module, (torch.randn(1, 3, 224, 224, generator=g), ), path,
+            opset_version=17, input_names=['input'],
+            dynamic_axes={'input': {0: 'batch', 2: 'h', 3: 'w'}},
+            dynamo=False)
+        session = ort.InferenceSession(path,
+                                       providers=['CPUExecutionProvider'])
+        x = torch.randn(2, 3, 256, 192, generator=g)
+        outs = session.run(None, {'input': x.numpy()})
+    with torch.inference_mode():
+        refs = module(x)
+    return max(max_rel_error(torch.from_numpy(np.asarray(o)), r)
+               for o, r in zip(outs, refs))
+
+
+def run_goals(args) -> None:
+    """Every run of GOAL_RUNS that this machine can do, then the table of
+    GOALS (and the ONNX check)."""
+    results: Dict[str, Dict[str, Entry]] = {}
+    for name, run in GOAL_RUNS.items():
+        run_argv = shlex.split(run)
+        if args.threads:
+            run_argv += ['--threads', str(args.threads)]
+        for flag in ('repeats', 'warmup'):
+            if getattr(args, flag) is not None:
+                run_argv += [f'--{flag}', str(getattr(args, flag))]
+        if args.markdown:
+            run_argv.append('--markdown')
+        run_args = parse_args(run_argv)
+        if run_args.device == 'cuda' and not torch.cuda.is_available():
+            print(f'## {name}: skipped, no CUDA device\n')
+            continue
+        device = torch.device(run_args.device)
+        load = ', '.join(f'{v:.2f}' for v in os.getloadavg())
+        print(f'## {name}\n')
+        entries = measure(run_args, run_argv, device)
+        report(entries, run_args, device, load)
+        print()
+        results[name] = {e.label: e for e in entries}
+
+    header = ['goal', 'measured', 'target', 'reached']
+    rows = []
+    for what, run, measured, model, against, target in GOALS:
+        if run not in results:
+            rows.append([what, 'not run', f'<= {target:g}', '-'])
+            continue
+        a, b = results[run][model], results[run][against]
+        ratio = (a.peak_mib / b.peak_mib if measured == 'memory' else
+                 float(np.median(a.times) / np.median(b.times)))
+        rows.append([what, f'{ratio:.3f}', f'<= {target:g}',
+                     'yes' if ratio <= target else 'no'])
+    err = onnx_error(results['classification']['conv2former-t'])
+    rows.append(['ONNX opset 17, onnxruntime vs PyTorch, max rel err',
+                 f'{err:.1e}', '< 1e-4', 'yes' if err < 1e-4 else 'no'])
+    print('## goals\n')
+    print(format_table(header, rows, args.markdown))
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('mmengine').setLevel('ERROR')
+    if args.goals:
+        run_goals(args)
+        return
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device available')
     device = torch.device(args.device)
-    from mmengine.logging import MMLogger
-    MMLogger.get_instance('mmengine').setLevel('ERROR')
     load = ', '.join(f'{v:.2f}' for v in os.getloadavg())
 
     if args.memory_probe is not None:
@@ -660,21 +798,7 @@ def main(argv=None):
         probe = memory_probe(entry, args, device)
         print('MEMORY_PROBE ' + json.dumps(probe))
         return
-    entries = build_entries(args, device)
-    check_outputs(entries, args, device)
-    time_entries(entries, args, device)
-    if args.train:
-        measure_memory(entries, args, device, argv)
-
-    header, rows = summarise(entries, args.baseline, args)
-    description = describe_run(args, device, load)
-    if args.markdown:
-        print(description + '\n')
-    else:
-        print(description)
-    print(format_table(header, rows, args.markdown))
-    print(('\n' if args.markdown else '') +
-          notes(entries, args, args.baseline))
+    report(measure(args, argv, device), args, device, load)
 
 
 if __name__ == '__main__':
