@@ -98,10 +98,9 @@ def fused_cpu_inference(x: torch.Tensor) -> bool:
     """Whether ``x`` may take the fused oneDNN path: float32 CPU inference
     outside autocast, not being traced (export and ``torch.compile`` see the
     plain ops, which they fuse themselves)."""
-    if _CONV_POINTWISE is None or _CONV_POINTWISE_ is None or (
-            torch.compiler.is_compiling()
-                                   or torch.jit.is_tracing()
-                                   or torch.jit.is_scripting()):
+    if (_CONV_POINTWISE is None or _CONV_POINTWISE_ is None
+            or torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch.jit.is_scripting()):
         return False
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and not torch.is_grad_enabled()
