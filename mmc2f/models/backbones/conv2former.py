@@ -335,20 +335,39 @@ class Conv2FormerBlock(nn.Module):
 
 
 class Stem(nn.Sequential):
-    """Stride-4 stem: two 3x3 convs (the first strided) each followed by GELU
-    and BatchNorm, then a 2x2 stride-2 conv. Indices match the released
-    ``downsample_layers.0.{0..6}``."""
+    """Two 3x3 convs, each followed by GELU and BatchNorm, then a
+    ``patch x patch`` stride-``patch`` conv.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        mid = out_channels // 2
+    The defaults are the hierarchical model's stride-4 stem (widths C/2,
+    strides 2 and 1, a 2x2 conv without bias); its indices match the
+    released ``downsample_layers.0.{0..6}``.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels C.
+        widths (tuple[int, int], optional): Output channels of the 3x3
+            convs. Defaults to ``(C // 2, C // 2)``.
+        strides (tuple[int, int]): Strides of the 3x3 convs.
+        patch (int): Kernel and stride of the last conv.
+        bias (bool): Whether the last conv has a bias.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 widths: Optional[Tuple[int, int]] = None,
+                 strides: Tuple[int, int] = (2, 1),
+                 patch: int = 2,
+                 bias: bool = False) -> None:
+        c1, c2 = widths or (out_channels // 2, out_channels // 2)
         super().__init__(
-            nn.Conv2d(in_channels, mid, 3, stride=2, padding=1, bias=False),
+            nn.Conv2d(in_channels, c1, 3, strides[0], padding=1, bias=False),
             nn.GELU(),
-            nn.BatchNorm2d(mid),
-            nn.Conv2d(mid, mid, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.Conv2d(c1, c2, 3, strides[1], padding=1, bias=False),
             nn.GELU(),
-            nn.BatchNorm2d(mid),
-            nn.Conv2d(mid, out_channels, 2, stride=2, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.Conv2d(c2, out_channels, patch, patch, bias=bias),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -358,14 +377,17 @@ class Stem(nn.Sequential):
         # GELU in the convs' epilogues (see fused_cpu_inference). The second
         # BatchNorm, an affine map z * s + t in eval mode, folds into the
         # last conv, exactly since that conv has no padding:
-        # W (z * s + t) = (W s) z + sum(W t). (Not so the first: zero
-        # padding after it is not zero padding before it.)
+        # W (z * s + t) + b = (W s) z + (sum(W t) + b). Not so the first:
+        # zero padding after it is not zero padding before it.
         x = bn1(conv_pointwise(self[0], x, 'gelu'))
         x = conv_pointwise(self[3], x, 'gelu')
         s = bn2.weight / torch.sqrt(bn2.running_var + bn2.eps)
         t = bn2.bias - bn2.running_mean * s
-        return F.conv2d(x, last.weight * s.view(1, -1, 1, 1),
-                        last.weight.sum((2, 3)) @ t, last.stride)
+        bias = last.weight.sum((2, 3)) @ t
+        if last.bias is not None:
+            bias = bias + last.bias
+        return F.conv2d(x, last.weight * s.view(1, -1, 1, 1), bias,
+                        last.stride)
 
 
 def check_kernel_size(kernel_size: int) -> None:

@@ -14,9 +14,10 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from .conv2former import (Conv2FormerBlock, LayerNorm2d, check_common_args,
-                          check_input, check_kernel_size, in_input_layout,
-                          init_backbone, linear_drop_path_rates)
+from .conv2former import (Conv2FormerBlock, LayerNorm2d, Stem,
+                          check_common_args, check_input, check_kernel_size,
+                          in_input_layout, init_backbone,
+                          linear_drop_path_rates)
 
 ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
     'small': dict(channels=328, depth=18),
@@ -36,16 +37,8 @@ def patch_embed(kind: str, in_channels: int, dim: int) -> nn.Sequential:
     if kind == 'conv':
         return nn.Sequential(nn.Conv2d(in_channels, dim, 16, stride=16))
     if kind == 'conv3':
-        c1, c2 = dim // 8, dim // 4
-        return nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3, stride=2, padding=1, bias=False),
-            nn.GELU(),
-            nn.BatchNorm2d(c1),
-            nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False),
-            nn.GELU(),
-            nn.BatchNorm2d(c2),
-            nn.Conv2d(c2, dim, 4, stride=4),
-        )
+        return Stem(in_channels, dim, widths=(dim // 8, dim // 4),
+                    strides=(2, 2), patch=4, bias=True)
     raise ValueError(f"Unknown patch_embed {kind!r}; valid are 'conv' (one "
                      "16x16 conv) and 'conv3' (three convs)")
 

@@ -416,6 +416,27 @@ def test_isotropic_shapes(arch, channels, embed):
     assert len(model.blocks) == 18
 
 
+@pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
+                    reason='no oneDNN fused convolution in this torch build')
+def test_isotropic_fused_cpu_inference_path():
+    """The three-conv patch embedding is a Stem with a biased last conv:
+    its fused path (BatchNorm folded into that conv) and the blocks' equal
+    the unfused ones."""
+    torch.manual_seed(0)
+    model = Conv2FormerIsotropic(
+        dict(channels=64, depth=3), patch_embed_type='conv3',
+        out_indices=(0, 2), layer_scale_init_value=0.5).eval()
+    model.init_weights()
+    randomise_batch_norms(model)
+    nn.init.uniform_(model.patch_embed[6].bias, -1, 1)
+    x = torch.randn(2, 3, 96, 64)
+    unfused = [o.detach() for o in model(x)]
+    with torch.inference_mode():
+        fused = model(x)
+    for a, b in zip(fused, unfused):
+        assert max_rel_error(a, b) < 1e-5
+
+
 @pytest.mark.parametrize('arch,paper', [('IS', 23e6), ('IB', 86e6)])
 def test_isotropic_params_near_paper(arch, paper):
     with torch.device('meta'):
