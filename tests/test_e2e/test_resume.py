@@ -22,15 +22,17 @@ TRAIN = osp.join(REPO, 'tools/train.py')
 
 
 def logged(work_dir: str) -> dict:
-    """iteration -> (loss, lr) from the runs' scalar logs in a work dir."""
+    """iteration -> (loss, lr) from the scalar log of the newest run in a
+    work dir (not mixed with a killed run's lines for the same iterations:
+    the timestamped run folders sort by time)."""
     out = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                          'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                if 'loss' in record:
-                    out[record['iter']] = (record['loss'], record['lr'])
+    newest = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                       'scalars.json')))[-1]
+    with open(newest) as f:
+        for line in f:
+            record = json.loads(line)
+            if 'loss' in record:
+                out[record['iter']] = (record['loss'], record['lr'])
     return out
 
 
@@ -98,6 +100,7 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(tmp_path, options):
         *to_cli(dict(options, **{'train_cfg.max_iters': resumed_from + 2})))
     assert f'resumed epoch: 0, iter: {resumed_from}' in output
     resumed = logged(work_dir)
+    assert sorted(resumed) == [resumed_from + 1, resumed_from + 2]
     for it in (resumed_from + 1, resumed_from + 2):
         loss, lr = resumed[it]
         assert lr == reference[it][1]
