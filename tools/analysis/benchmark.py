@@ -588,6 +588,10 @@ def format_table(header: List[str], rows: List[List[str]],
                      [fmt(r) for r in rows])
 
 
+def load_average() -> str:
+    return ', '.join(f'{v:.2f}' for v in os.getloadavg())
+
+
 def describe_run(args, device: torch.device, load: str) -> str:
     mode = 'train step (forward + backward)' if args.train else 'inference'
     precision = f'autocast {args.amp_dtype}' if args.amp else 'fp32'
@@ -756,7 +760,7 @@ def run_goals(args) -> None:
             print(f'## {name}: skipped, no CUDA device\n')
             continue
         device = torch.device(run_args.device)
-        load = ', '.join(f'{v:.2f}' for v in os.getloadavg())
+        load = load_average()
         print(f'## {name}\n')
         entries = measure(run_args, run_argv, device)
         report(entries, run_args, device, load)
@@ -794,7 +798,7 @@ def main(argv=None):
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device available')
     device = torch.device(args.device)
-    load = ', '.join(f'{v:.2f}' for v in os.getloadavg())
+    load = load_average()
 
     if args.memory_probe is not None:
         entry, = build_entries(args, device, only=args.memory_probe)

@@ -643,10 +643,10 @@ class Conv2Former(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels, self.min_input_size)
-        # oneDNN's convolutions, the depthwise 11x11 above all, and the layer
-        # norms' NHWC view are fastest on channels-last tensors.
         channels_last_input = x.is_contiguous(
             memory_format=torch.channels_last)
+        # oneDNN's convolutions, the depthwise 11x11 above all, and the layer
+        # norms' NHWC view are fastest on channels-last tensors.
         if x.device.type == 'cpu':
             x = x.contiguous(memory_format=torch.channels_last)
         outs = []
