@@ -17,5 +17,7 @@ model = dict(
         init_cfg=dict(checkpoint=checkpoint_file)),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
-# 34-block stage 2 -> 17 layer ids (ConvNeXt-B: num_layers 12 -> 14).
+# ConvNeXt's num_layers = 3 + ceil(stage-2 blocks / 3) is 12 for ConvNeXt-B's
+# 27 blocks; Conv2Former-B's 34 give 15 (taken from get_layer_depth, see the
+# Mask R-CNN T config): lr scale 0.8**16 on the stem (ConvNeXt-B: 0.8**13).
 optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.8))

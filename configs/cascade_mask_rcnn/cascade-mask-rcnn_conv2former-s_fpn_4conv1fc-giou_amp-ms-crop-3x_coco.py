@@ -15,5 +15,7 @@ model = dict(
         drop_path_rate=0.6,
         init_cfg=dict(checkpoint=checkpoint_file)))
 # The channels equal T's, so the FPN is unchanged. Layer decay stays 0.7 as
-# for ConvNeXt-S (mmdet and the ConvNeXt repo); the 32-block stage 2 gives
-# 16 layer ids (ConvNeXt-S: num_layers 12 -> 14).
+# for ConvNeXt-S (mmdet's convnext-s cascade config). ConvNeXt's
+# num_layers = 3 + ceil(stage-2 blocks / 3) is 12 for its 27 blocks; the
+# 32-block stage 2 gives 14 (taken from get_layer_depth, see the Mask R-CNN T
+# config): lr scale 0.7**15 on the stem (ConvNeXt-S: 0.7**13).

@@ -32,10 +32,12 @@ model = dict(
             prefix='backbone.')),
     neck=dict(in_channels=[72, 144, 288, 576]))
 
-# ConvNeXt-T cascade's layer-wise decay 0.7 (mmdet and the ConvNeXt repo).
-# Layer ids follow mmdet's ConvNeXt 'layer_wise' rule (stage 2 in groups of
-# 3 blocks), taken from the backbone's get_layer_depth, so 'num_layers' is
-# not given (Conv2Former-T has 9 layer ids, ConvNeXt-T 8).
+# ConvNeXt-T cascade's layer-wise decay 0.7 (the inherited config), by the
+# rule of mmdet's ConvNeXt constructor with num_layers = 3 + ceil(stage-2
+# blocks / 3), read from the backbone's get_layer_depth: 7 for Conv2Former-T's
+# 12 blocks where ConvNeXt-T's 9 give 6 (see the Mask R-CNN T config). lr
+# scale 0.7**8 on the stem (ConvNeXt-T: 0.7**7) up to 0.7 on stage 3 and 1 on
+# the output norms, neck and heads.
 optim_wrapper = dict(
     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(_delete_=True, decay_rate=0.7))

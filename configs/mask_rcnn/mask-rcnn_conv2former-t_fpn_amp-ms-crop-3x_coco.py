@@ -32,11 +32,18 @@ model = dict(
             prefix='backbone.')),
     neck=dict(in_channels=[72, 144, 288, 576]))
 
-# ConvNeXt-T's layer-wise decay 0.95. The layer ids follow the same rule as
-# mmdet's LearningRateDecayOptimizerConstructor (stem, stage 0, stage 1, stage
-# 2 in groups of 3 blocks, stage 3, then neck/heads), taken from the
-# backbone's get_layer_depth, so 'num_layers' is not given: Conv2Former-T's
-# 12-block stage 2 gives 9 layer ids where ConvNeXt-T's 9 blocks give 8.
+# ConvNeXt-T's layer-wise decay 0.95 (the inherited config), by the rule of
+# mmdet's LearningRateDecayOptimizerConstructor for ConvNeXt: stem id 0,
+# stage 0 id 1, stage 1 (with its downsampling) id 2, stage 2 in groups of
+# three blocks from id 3, stage 3 (with its downsampling) id num_layers, the
+# rest num_layers + 1; lr scale 0.95 ** (num_layers + 1 - id). ConvNeXt's
+# num_layers is 3 + ceil(stage-2 blocks / 3): 6 for its 9 blocks. Taken
+# literally, 6 would give Conv2Former-T's 12-block stage 2 the ids 3..6 and
+# its last group stage 3's id; the constructor instead reads the ids from the
+# backbone's get_layer_depth, which applies the same formula to 12 blocks
+# (num_layers 7): lr scale 0.95**8 on the stem (ConvNeXt-T: 0.95**7), 0.95**7
+# and 0.95**6 on stages 0 and 1, 0.95**5 .. 0.95**2 on stage 2's four groups,
+# 0.95 on stage 3, 1 on the output norms, neck and heads.
 optim_wrapper = dict(
     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(_delete_=True, decay_rate=0.95))

@@ -16,7 +16,6 @@ model = dict(
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))
 
-# Stem lr scale of ConvNeXt-B (stage_wise 0.9, num_layers 12): 0.9**13 =
-# 0.254; Conv2Former-B has 17 layer ids -> 0.254 ** (1/16) = 0.918 -> 0.92.
-# See the T config for the mapping.
-optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.92))
+# ConvNeXt-B's stage-wise decay: num_layers 12 (T: 6), so the scales are
+# 0.9**13 (stem, downsampling) and 0.9**12 .. 0.9**9 (stages 0..3).
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -15,7 +15,6 @@ model = dict(
         init_cfg=dict(checkpoint=checkpoint_file)))
 # Channels equal T's: the heads are unchanged.
 
-# Stem lr scale of ConvNeXt-S (stage_wise 0.9, num_layers 12): 0.9**13 =
-# 0.254; Conv2Former-S has 16 layer ids -> 0.254 ** (1/15) = 0.913 -> 0.91.
-# See the T config for the mapping.
-optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.91))
+# ConvNeXt-S's stage-wise decay: num_layers 12 (T: 6), so the scales are
+# 0.9**13 (stem, downsampling) and 0.9**12 .. 0.9**9 (stages 0..3).
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

@@ -34,20 +34,17 @@ model = dict(
     decode_head=dict(in_channels=[72, 144, 288, 576]),
     auxiliary_head=dict(in_channels=288))  # stage 2 (in_index=2)
 
-# Layer-wise lr decay. ConvNeXt's segmentation recipe decays 0.9 per *stage*
-# ('stage_wise', num_layers 6 for T, 12 for S/B/L): lr scale 0.9**(n+1) on
-# the stem and downsampling layers, 0.9**n .. 0.9**(n-3) on stages 0..3
-# (n = num_layers), 1 on the heads. mmc2f's constructor has one rule, the
-# detection one (stem, stage 0, stage 1, stage 2 in groups of 3 blocks,
-# stage 3, heads; from the backbone's get_layer_depth). The mapping used
-# here: choose decay_rate so the stem gets the same lr scale as in
-# ConvNeXt's recipe, i.e. decay_rate ** (ids - 1) ~= 0.9 ** (num_layers + 1),
-# rounded to 2 decimals. T: 9 layer ids, 0.9**7 = 0.478 -> 0.91 (0.91**8 =
-# 0.470); the scale then rises smoothly to 1 at the heads instead of jumping
-# from 0.9**3 at stage 3.
+# ConvNeXt-T's stage-wise lr decay, as in the inherited config and through
+# the same rule as MMSegmentation's LearningRateDecayOptimizerConstructor
+# (ids from the backbone's get_stage_depth: stem and downsampling layers 0,
+# stage i i+1, output norms and heads last): lr scale 0.9**7 on the stem and
+# downsampling layers, 0.9**6 .. 0.9**3 on stages 0..3, 1 on the output
+# norms and heads; no weight decay on 1-D parameters.
 optim_wrapper = dict(
     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(_delete_=True, decay_rate=0.91))
+    paramwise_cfg=dict(
+        _delete_=True, decay_rate=0.9, decay_type='stage_wise',
+        num_layers=6))
 
 # A resumed run repeats the random draws of an uninterrupted one.
 custom_hooks = [dict(type='mmc2f.RNGStateHook')]

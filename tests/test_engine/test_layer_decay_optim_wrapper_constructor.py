@@ -1,6 +1,7 @@
 """LayerDecayOptimWrapperConstructor: every parameter's learning rate and
 weight decay against the layer-wise decay rule, recomputed here from the
 parameter names rather than from the backbone's get_layer_depth."""
+import importlib
 import os.path as osp
 import re
 
@@ -202,3 +203,135 @@ def test_real_mask_rcnn_config(no_accelerator):
     assert scale('rpn_head.rpn_conv.weight') == pytest.approx(1.)
     assert scale('roi_head.bbox_head.fc_cls.weight') == pytest.approx(1.)
     assert groups[id(params['rpn_head.rpn_conv.bias'])]['weight_decay'] == 0.
+
+
+def test_stage_wise_rule_by_name():
+    """The stage-wise rule recomputed from the names, on the small model."""
+    model = Detector()
+    groups = group_of(build(model, decay_type='stage_wise', num_layers=6))
+    for name, param in model.named_parameters():
+        m = re.match(r'backbone\.(downsample_layers|stages)\.(\d)\.', name)
+        if m is None:  # output norms, neck, head
+            scale = 1.
+        elif m.group(1) == 'downsample_layers':
+            scale = DECAY**7
+        else:
+            scale = DECAY**(6 - int(m.group(2)))
+        assert groups[id(param)]['lr'] == pytest.approx(BASE_LR * scale), name
+        no_decay = expected_no_decay(name, param)
+        assert groups[id(param)]['weight_decay'] == (
+            0. if no_decay else BASE_WD), name
+
+
+@pytest.mark.parametrize('paramwise_cfg, error, match', [
+    (dict(decay_type='block_wise'), ValueError, 'block_wise'),
+    (dict(num_layers=6), ValueError, 'num_layers is for'),
+    (dict(decay_type='stage_wise', num_layers=3), ValueError, '>= the'),
+])
+def test_bad_decay_settings_are_named(paramwise_cfg, error, match):
+    with pytest.raises(error, match=match):
+        build(Detector(), **paramwise_cfg)
+
+
+def test_stage_wise_needs_get_stage_depth():
+    from mmc2f.models import Conv2FormerIsotropic
+    model = nn.Module()
+    model.backbone = Conv2FormerIsotropic(arch='small')
+    with pytest.raises(TypeError, match='get_stage_depth'):
+        build(model, decay_type='stage_wise')
+
+
+def named_as_convnext(model: nn.Module) -> nn.Module:
+    """The libraries' ConvNeXt constructors pick their rule by the backbone's
+    class name: the same backbone under a name containing 'ConvNeXt'."""
+    backbone = model.backbone
+    backbone.__class__ = type('ConvNeXtNamed' + type(backbone).__name__,
+                              (type(backbone), ), {})
+    return model
+
+
+def assert_same_groups(model, ours, theirs):
+    ours, theirs = group_of(ours), group_of(theirs)
+    params = dict(model.named_parameters())
+    assert len(ours) == len(theirs) == len(params)
+    for name, param in params.items():
+        a, b = ours[id(param)], theirs[id(param)]
+        assert a['lr'] == pytest.approx(b['lr'], rel=1e-12), name
+        assert a['weight_decay'] == b['weight_decay'], name
+
+
+def fp32(optim_wrapper_cfg, **changes):
+    """The config's optimiser wrapper without AMP, which the libraries'
+    constructors (unlike ours) do not drop on a CPU."""
+    cfg = dict(optim_wrapper_cfg, type='OptimWrapper', **changes)
+    cfg.pop('loss_scale', None)
+    return cfg
+
+
+def build_from_config(path, scope):
+    registry = importlib.import_module(f'{scope}.registry')
+    importlib.import_module(f'{scope}.utils').register_all_modules()
+    cfg = Config.fromfile(osp.join(REPO, path))
+    cfg.model.backbone.init_cfg = None
+    cfg.model.pop('data_preprocessor', None)
+    if scope == 'mmseg':  # SyncBN needs a process group
+        cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
+        cfg.model.auxiliary_head.norm_cfg = dict(type='BN', requires_grad=True)
+    return cfg, registry.MODELS.build(cfg.model)
+
+
+UPERNET = ['upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py',
+           'upernet_conv2former-s_8xb2-amp-160k_ade20k-512x512.py',
+           'upernet_conv2former-b_8xb2-amp-160k_ade20k-512x512.py',
+           'upernet_conv2former-l_in21k-pre_8xb2-amp-160k_ade20k-640x640.py']
+
+
+@pytest.mark.parametrize('config', UPERNET)
+def test_upernet_groups_equal_mmsegmentation_stage_wise(config,
+                                                        no_accelerator):
+    """Every parameter's lr and weight decay equal what MMSegmentation's own
+    LearningRateDecayOptimizerConstructor gives a ConvNeXt with these
+    parameter names and ConvNeXt's settings (0.9, num_layers 6 for T and 12
+    for S/B/L)."""
+    cfg, model = build_from_config(f'configs/upernet/{config}', 'mmseg')
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert (paramwise.decay_rate, paramwise.decay_type) == (0.9, 'stage_wise')
+    assert paramwise.num_layers == (6 if '-t_' in config else 12)
+    ours = build_optim_wrapper(model, cfg.optim_wrapper)
+    theirs = build_optim_wrapper(
+        named_as_convnext(model),
+        fp32(cfg.optim_wrapper,
+             constructor='mmseg.LearningRateDecayOptimizerConstructor'))
+    assert_same_groups(model, ours, theirs)
+
+
+DETECTION = [
+    'mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py',
+    'cascade_mask_rcnn/'
+    'cascade-mask-rcnn_conv2former-t_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+    'cascade_mask_rcnn/'
+    'cascade-mask-rcnn_conv2former-s_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+    'cascade_mask_rcnn/'
+    'cascade-mask-rcnn_conv2former-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+]
+
+
+@pytest.mark.parametrize('config', DETECTION)
+def test_detection_groups_equal_mmdetection_layer_wise(config,
+                                                       no_accelerator):
+    """The detection configs' groups equal those of MMDetection's own ConvNeXt
+    constructor with num_layers = 3 + ceil(stage-2 blocks / 3), the formula
+    that gives ConvNeXt's own 6 (9 blocks) and 12 (27 blocks); the configs'
+    comments state this choice."""
+    cfg, model = build_from_config(f'configs/{config}', 'mmdet')
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert 'num_layers' not in paramwise and 'decay_type' not in paramwise
+    num_layers = 3 + -(-model.backbone.depths[2] // 3)
+    ours = build_optim_wrapper(model, cfg.optim_wrapper)
+    theirs = build_optim_wrapper(
+        named_as_convnext(model),
+        fp32(cfg.optim_wrapper,
+             constructor='mmdet.LearningRateDecayOptimizerConstructor',
+             paramwise_cfg=dict(paramwise, decay_type='layer_wise',
+                                num_layers=num_layers)))
+    assert_same_groups(model, ours, theirs)

@@ -88,7 +88,7 @@ PAPER: Dict[str, dict] = {
         params=78, flops=1021, shape=(512, 2048), source='Table 10'),
     'upernet/upernet_conv2former-b_8xb2-amp-160k_ade20k-512x512.py': dict(
         params=119, flops=1171, shape=(512, 2048), source='Table 10'),
-    'upernet/upernet_conv2former-l_in22k-pre_8xb2-amp-160k_ade20k-640x640.py':  # noqa
+    'upernet/upernet_conv2former-l_in21k-pre_8xb2-amp-160k_ade20k-640x640.py':  # noqa
     dict(params=230, flops=2483, shape=(640, 2560), also=[(512, 2048)],
          source="Table 10; the 640-crop model at 2560x640 (ConvNeXt's "
          'convention for 640 crops) gives 2483G, 2048x512 does not'),

@@ -1,6 +1,6 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 import logging
-from typing import Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch.nn as nn
 from mmengine.device import get_device
@@ -8,23 +8,45 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
+# decay_type -> the backbone method that gives a parameter's id.
+DEPTH_METHODS = {
+    'layer_wise': 'get_layer_depth',
+    'stage_wise': 'get_stage_depth'
+}
+
 
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """AdamW groups with layer-wise learning-rate decay.
+    """AdamW groups with ConvNeXt's layer-wise or stage-wise learning-rate
+    decay.
 
-    The layer of each backbone parameter comes from the backbone's own
-    ``get_layer_depth(param_name, prefix)`` (the mmpretrain contract, which
-    :class:`~mmc2f.models.Conv2Former` implements), so no table of parameter
-    names lives here and any backbone that declares its depths works.
-    Parameters outside the backbone (neck, heads) belong to the last layer.
-    A parameter of layer ``i`` out of ``n`` gets
-    ``lr = base_lr * decay_rate ** (n - 1 - i)``.
+    The id of each backbone parameter comes from the backbone itself, so no
+    table of parameter names lives here and any backbone that declares its
+    depths works:
 
-    One-dimensional parameters (norm weights, biases, layer scales) get no
-    weight decay, as in ConvNeXt's and Swin's recipes.
+    - ``decay_type='layer_wise'`` (ConvNeXt's detection recipe) reads
+      ``get_layer_depth(param_name, prefix)`` (the mmpretrain contract). A
+      parameter of id ``i`` out of ``n`` gets
+      ``lr = base_lr * decay_rate ** (n - 1 - i)``.
+    - ``decay_type='stage_wise'`` (ConvNeXt's segmentation recipe, as
+      MMSegmentation's ``LearningRateDecayOptimizerConstructor`` computes
+      it) reads ``get_stage_depth(param_name, prefix)``: the stem and the
+      downsampling layers have id 0, stage ``i`` id ``i + 1``, and the rest
+      (output norms, neck, heads) the last id. With ``num_layers`` from the
+      config, a parameter of id ``i`` gets
+      ``lr = base_lr * decay_rate ** (num_layers + 1 - i)``, the rest
+      ``base_lr``.
+
+    Parameters outside the backbone always get ``base_lr``. One-dimensional
+    parameters (norm weights, biases, layer scales) get no weight decay, as
+    in ConvNeXt's and Swin's recipes.
 
     ``paramwise_cfg`` keys:
-        decay_rate (float): Per-layer decay of the learning rate.
+        decay_rate (float): Decay of the learning rate per id.
+        decay_type (str): ``'layer_wise'`` (default) or ``'stage_wise'``.
+        num_layers (int): ``'stage_wise'`` only: ConvNeXt's ``num_layers``
+            (6 for tiny, 12 for small, base and large); defaults to the
+            number of stages. ``'layer_wise'`` takes the count from the
+            backbone.
 
     The paper's configs train with AMP, which mmengine's ``AmpOptimWrapper``
     supports on accelerators only; on a CPU (smoke tests, the demo) the
@@ -35,7 +57,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         >>> optim_wrapper = dict(
         ...     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
         ...     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
-        ...     paramwise_cfg=dict(decay_rate=0.95))
+        ...     paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise',
+        ...                        num_layers=6))
     """
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
@@ -54,34 +77,75 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             self.optim_wrapper_cfg['type'] = 'OptimWrapper'
         return super().__call__(model)
 
+    def _lr_scale_fn(self, backbone: nn.Module) -> Callable[[str], Tuple[
+            int, float]]:
+        """``param_name -> (group id, lr scale)`` from the backbone's depth
+        method for the configured decay type."""
+        name = type(self).__name__
+        unknown = set(self.paramwise_cfg) - {
+            'decay_rate', 'decay_type', 'num_layers'
+        }
+        if unknown:
+            raise ValueError(
+                f'{name} got paramwise_cfg keys {sorted(unknown)} it does not '
+                'use; it takes "decay_rate", "decay_type" and "num_layers"')
+        decay_rate = self.paramwise_cfg.get('decay_rate', 1.0)
+        decay_type = self.paramwise_cfg.get('decay_type', 'layer_wise')
+        if decay_type not in DEPTH_METHODS:
+            raise ValueError(f'{name}: unknown decay_type {decay_type!r}; use '
+                             f'one of {sorted(DEPTH_METHODS)}')
+        method = DEPTH_METHODS[decay_type]
+        get_depth = getattr(backbone, method, None)
+        if get_depth is None:
+            raise TypeError(
+                f'{name} with decay_type={decay_type!r} needs '
+                f'model.backbone.{method}(param_name, prefix), which '
+                f'{type(backbone).__name__} does not define; use another '
+                'decay_type or the default constructor for this model')
+        num_layers = self.paramwise_cfg.get('num_layers')
+        if decay_type == 'layer_wise':
+            if num_layers is not None:
+                raise ValueError(
+                    f'{name}: num_layers is for decay_type="stage_wise"; '
+                    'layer_wise takes the number of layer ids from the '
+                    'backbone\'s get_layer_depth, remove num_layers')
+
+            def scale(param_name: str) -> Tuple[int, float]:
+                layer_id, num_ids = get_depth(param_name, 'backbone.')
+                return layer_id, decay_rate**(num_ids - 1 - layer_id)
+
+            return scale
+
+        _, num_ids = get_depth('', 'backbone.')  # outside: the last id
+        num_stages = num_ids - 2
+        if num_layers is None:
+            num_layers = num_stages
+        if not isinstance(num_layers, int) or num_layers < num_stages:
+            raise ValueError(
+                f'{name}: num_layers must be an int >= the backbone\'s '
+                f'{num_stages} stages, got {num_layers!r}')
+
+        def stage_scale(param_name: str) -> Tuple[int, float]:
+            stage_id, _ = get_depth(param_name, 'backbone.')
+            if stage_id == num_ids - 1:  # output norms, neck, heads
+                stage_id = num_layers + 1
+            return stage_id, decay_rate**(num_layers + 1 - stage_id)
+
+        return stage_scale
+
     def add_params(self, params: List[dict], module: nn.Module,
                    **kwargs) -> None:
         if is_model_wrapper(module):
             module = module.module
-        unknown = set(self.paramwise_cfg) - {'decay_rate'}
-        if unknown:
-            raise ValueError(
-                f'{type(self).__name__} got paramwise_cfg keys '
-                f'{sorted(unknown)} it does not use; it takes only '
-                '"decay_rate"')
-        decay_rate = self.paramwise_cfg.get('decay_rate', 1.0)
-        backbone = getattr(module, 'backbone', None)
-        get_layer_depth = getattr(backbone, 'get_layer_depth', None)
-        if get_layer_depth is None:
-            raise TypeError(
-                f'{type(self).__name__} needs model.backbone.get_layer_depth('
-                f'param_name, prefix), which {type(backbone).__name__} does '
-                'not define; use the default constructor for this model')
-
+        lr_scale = self._lr_scale_fn(getattr(module, 'backbone', None))
         groups: Dict[str, dict] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            layer_id, num_layers = get_layer_depth(name, 'backbone.')
+            group_id, scale = lr_scale(name)
             no_decay = param.ndim == 1
-            group = f'layer_{layer_id}_{"no_decay" if no_decay else "decay"}'
+            group = f'layer_{group_id}_{"no_decay" if no_decay else "decay"}'
             if group not in groups:
-                scale = decay_rate**(num_layers - 1 - layer_id)
                 groups[group] = dict(
                     params=[],
                     param_names=[],

@@ -699,3 +699,30 @@ class Conv2Former(BaseModule):
             return [1, 2, 3 + block // 3, last][stage], num_layers
         # Output norms go with the neck and heads, as in ConvNeXt's recipe.
         return num_layers - 1, num_layers
+
+    def get_stage_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """Stage id of a parameter for stage-wise learning-rate decay.
+
+        The grouping of ConvNeXt's segmentation recipe: the stem and every
+        downsampling layer are id 0, stage ``i`` is id ``i + 1``; the output
+        norms and anything outside the backbone (neck, heads) have the last
+        id.
+
+        Args:
+            param_name (str): Parameter name, e.g.
+                ``'backbone.stages.2.5.attn.v.weight'``.
+            prefix (str): Prefix of the backbone's parameters in the model.
+
+        Returns:
+            tuple[int, int]: The stage id and the number of stage ids.
+        """
+        num_ids = self.num_stages + 2
+        if not param_name.startswith(prefix):
+            return num_ids - 1, num_ids
+        name = param_name[len(prefix):].split('.')
+        if name[0] == 'downsample_layers':
+            return 0, num_ids
+        if name[0] == 'stages':
+            return int(name[1]) + 1, num_ids
+        return num_ids - 1, num_ids

@@ -14,10 +14,10 @@ custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)
 # fine-tuned on ImageNet-1k (224 px, 87.0 % top-1; no 22k-only file). Make
 # it from that release with
 #   python tools/model_converters/conv2former_to_mmc2f.py \
-#       conv2former_l_22k_224.pth \
-#       checkpoints/conv2former-l_in22k-pre_in1k_mmc2f.pth
+#       conv2former_l_224.pth \
+#       checkpoints/conv2former-l_in21k-pre_in1k_mmc2f.pth
 # (or train without it: model.backbone.init_cfg=None).
-checkpoint_file = 'checkpoints/conv2former-l_in22k-pre_in1k_mmc2f.pth'
+checkpoint_file = 'checkpoints/conv2former-l_in21k-pre_in1k_mmc2f.pth'
 
 model = dict(
     backbone=dict(
@@ -35,13 +35,15 @@ model = dict(
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))  # stage 2 (in_index=2)
 
-# Stem lr scale of ConvNeXt-L (stage_wise 0.9, num_layers 12): 0.9**13 =
-# 0.254; Conv2Former-L (48-block stage 2) has 21 layer ids -> 0.254 ** (1/20)
-# = 0.934 -> 0.93. See upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py
-# for the mapping.
+# ConvNeXt-L's stage-wise lr decay, as in the inherited config and through
+# the same rule as MMSegmentation's LearningRateDecayOptimizerConstructor:
+# 0.9, num_layers 12, so lr scale 0.9**13 on the stem and downsampling
+# layers, 0.9**12 .. 0.9**9 on stages 0..3, 1 on the output norms and heads.
 optim_wrapper = dict(
     constructor='mmc2f.LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(_delete_=True, decay_rate=0.93))
+    paramwise_cfg=dict(
+        _delete_=True, decay_rate=0.9, decay_type='stage_wise',
+        num_layers=12))
 
 # A resumed run repeats the random draws of an uninterrupted one.
 custom_hooks = [dict(type='mmc2f.RNGStateHook')]
