@@ -114,13 +114,16 @@ def convert_checkpoint(src: str,
     """Read a released checkpoint, write an mmpretrain-style one.
 
     Returns:
-        dict: The ``meta`` written (inferred arch, source, EMA flag).
+        dict: The ``meta`` written (inferred arch, classifier classes or
+        None for a file without the classifier, source, EMA flag).
     """
     state_dict = select_state_dict(safe_torch_load(src), src, ema)
     converted, arch = convert_state_dict(state_dict, src)
+    pred = state_dict.get('pred.weight')
     from ..version import __version__
     meta = dict(meta or {}, mmc2f_version=__version__, source=src, ema=ema,
-                arch=arch)
+                arch=arch,
+                num_classes=None if pred is None else pred.shape[0])
     with atomic_open(dst) as f:
         torch.save(dict(state_dict=converted, meta=meta), f)
     return meta

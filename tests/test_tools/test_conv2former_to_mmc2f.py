@@ -1,4 +1,5 @@
 import argparse
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from mmc2f.models import Conv2Former
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
 from mmc2f.testing.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
+from mmc2f.zoo import RELEASED
 
 CONVERTER = 'tools/model_converters/conv2former_to_mmc2f.py'
 TINY = ARCH_SETTINGS['tiny']
@@ -116,3 +118,78 @@ def test_refuses_unknown_keys_and_missing_ema(tmp_path, released_tiny):
 def test_missing_source(tmp_path):
     result = convert(tmp_path / 'nope.pth', tmp_path / 'out.pth')
     assert result.returncode == 1 and 'nope.pth' in result.stderr
+
+
+# Each released architecture once: the six of the eight files (the S and L
+# files share theirs with another file).
+RELEASED_ARCHS = {(c.arch, c.kernel_size): c for c in RELEASED}
+
+
+@pytest.mark.parametrize('arch, kernel_size', sorted(RELEASED_ARCHS))
+def test_every_released_architecture_loads_into_the_named_configs(
+        tmp_path, arch, kernel_size):
+    """A released-format file of each architecture, converted, loads strictly
+    into every config the converter names, and each gives the released
+    model's logits at that config's resolution."""
+    preset = ARCH_SETTINGS[arch]
+    released = make_released_state_dict(preset['channels'], preset['depths'],
+                                         kernel_size, seed=kernel_size)
+    src, dst = tmp_path / 'released.pth', tmp_path / 'converted.pth'
+    torch.save(dict(state_dict=released), src)
+    del released
+    result = convert(src, dst)
+    assert result.returncode == 0, result.stderr
+    named = re.findall(r'^  (configs/imagenet/\S+\.py)', result.stdout,
+                       re.MULTILINE)
+    expected = [c for c in RELEASED
+                if (c.arch, c.kernel_size) == (arch, kernel_size)]
+    assert named == [c.config for c in expected]
+    assert expected[0].released_as in result.stdout
+
+    released = torch.load(src)['state_dict']
+    state_dict = torch.load(dst)['state_dict']
+    for ckpt in expected:
+        model = build_classifier(ckpt.config)
+        model.load_state_dict(state_dict, strict=True)
+        x = torch.randn(1, 3, ckpt.resolution, ckpt.resolution)
+        with torch.no_grad():
+            logits = model(x, mode='tensor')
+            _, ref_logits = released_forward(released, x, preset['depths'])
+        assert max_rel_error(logits, ref_logits) < 1e-5, ckpt.config
+        del model
+
+
+@pytest.mark.parametrize('ckpt', RELEASED, ids=lambda c: c.name)
+def test_config_tests_at_the_released_resolution(ckpt):
+    cfg = Config.fromfile(ckpt.config)
+    sizes = [t.get('crop_size', t.get('scale'))
+             for t in cfg.test_dataloader.dataset.pipeline
+             if t['type'] in ('CenterCrop', 'Resize')]
+    assert sizes[-1] == ckpt.resolution
+    backbone = cfg.model.backbone
+    assert backbone.arch == ckpt.arch
+    assert backbone.get('kernel_size',
+                        ARCH_SETTINGS[ckpt.arch]['kernel_size']) == \
+        ckpt.kernel_size
+
+
+def test_unreleased_architectures_say_what_they_are(tmp_path):
+    # The base preset with a kernel no released file has, a 22k head.
+    base = ARCH_SETTINGS['base']
+    sd = make_released_state_dict(base['channels'], [1, 1, 1, 1], 9,
+                                  num_classes=21841)
+    src = tmp_path / 'custom.pth'
+    torch.save(sd, src)
+    result = convert(src, tmp_path / 'out.pth')
+    assert result.returncode == 0, result.stderr
+    assert 'matches no released Conv2Former' in result.stdout
+    assert 'No preset has its channels and depths' in result.stdout
+    assert 'depths=[1, 1, 1, 1], kernel_size=9' in result.stdout
+    assert 'model.head.num_classes=21841' in result.stdout
+    # A preset's channels and depths with another kernel.
+    sd = make_released_state_dict(TINY['channels'], TINY['depths'], 5)
+    torch.save(sd, src)
+    result = convert(src, tmp_path / 'out.pth')
+    assert "It is the 'tiny' preset with kernel 5" in result.stdout
+    assert ('configs/imagenet/conv2former-t_8xb128_in1k.py with --cfg-options'
+            ' model.backbone.kernel_size=5') in result.stdout
