@@ -1,5 +1,5 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
-"""Safe checkpoint loading for torch >= 2.6.
+"""Safe checkpoint loading for torch >= 2.6, and atomic checkpoint writes.
 
 torch now unpickles with ``weights_only=True`` by default, which refuses the
 numpy and mmengine objects that mmengine's Runner writes into every checkpoint
@@ -9,12 +9,15 @@ downloaded file run code. Instead, :func:`safe_torch_load` keeps the
 weights-only unpickler and allows, for the duration of one load only, the
 small set of data types such checkpoints hold. Nothing is allowlisted globally.
 
-``register_safe_local_loader()`` makes mmengine's ``load_checkpoint`` (and so
-``init_cfg=dict(type='Pretrained')``, ``--resume`` and ``tools/test.py``) use
-it for local files.
+:func:`~mmc2f.utils.checkpoint_schemes.register_safe_loaders` makes every
+scheme of mmengine's ``load_checkpoint`` (local paths, URLs and the schemes
+that resolve to them; so ``init_cfg=dict(type='Pretrained')``, ``--resume``
+and ``tools/test.py``) use it.
 """
 import argparse
 import codecs
+import errno
+import io
 import logging
 import os
 import os.path as osp
@@ -35,6 +38,13 @@ TRUST_ENV = 'MMC2F_TRUSTED_CHECKPOINTS'
 # How a HistoryBuffer pickles its statistics methods: getattr(HistoryBuffer,
 # name), the class's functions kept in each buffer's state.
 _HISTORY_METHODS = frozenset({'min', 'max', 'mean', 'current'})
+# A write that fails with one of these found no room: a full disk, a quota,
+# a file-size limit.
+_NO_SPACE = frozenset(
+    getattr(errno, name) for name in ('ENOSPC', 'EFBIG', 'EDQUOT')
+    if hasattr(errno, name))
+
+MapLocation = Optional[Union[str, Callable, torch.device]]
 
 
 class CheckpointLoadError(RuntimeError):
@@ -51,6 +61,18 @@ def _restricted_getattr(obj: Any, name: str) -> Any:
     raise pickle.UnpicklingError(
         f'getattr({type(obj).__name__}, {name!r}) is not allowed while '
         'loading a checkpoint')
+
+
+def _restricted_bytes(*args: Any) -> bytes:
+    """Stands in for ``builtins.bytes`` during unpickling. Pickle protocol 2
+    writes an empty bytes object (the data of an empty numpy array, e.g. an
+    empty HistoryBuffer's) as the call ``bytes()``; only that call is
+    allowed, nothing that would convert or allocate from pickled
+    arguments."""
+    if args:
+        raise pickle.UnpicklingError(
+            'bytes() with arguments is not allowed while loading a checkpoint')
+    return b''
 
 
 def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
@@ -77,70 +99,150 @@ def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
 
 def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     """The data types that Runner and timm checkpoints hold: numpy arrays and
-    scalars, bytes (``_codecs.encode``), ``argparse.Namespace`` and mmengine's
-    ``HistoryBuffer`` with its statistics methods. None of them runs code."""
+    scalars, bytes (``_codecs.encode``, and ``bytes()`` for empty ones),
+    ``argparse.Namespace`` and mmengine's ``HistoryBuffer`` with its
+    statistics methods. None of them runs code."""
     from mmengine.logging import HistoryBuffer
     return _numpy_globals() + [
         codecs.encode,
         argparse.Namespace,
         HistoryBuffer,
         (_restricted_getattr, 'builtins.getattr'),
+        (_restricted_bytes, 'builtins.bytes'),
     ]
 
 
-def _is_trusted(filename: str) -> bool:
+def _is_trusted(filename: Optional[str], source: Optional[str]) -> bool:
+    """Whether the user allowed this file's code to run: its path, or the
+    URL it came from, is an entry of ``MMC2F_TRUSTED_CHECKPOINTS``."""
     trusted = os.environ.get(TRUST_ENV, '')
+    # A URL holds the separator (https://host:port/...): look for it whole.
+    if source is not None and \
+            f'{os.pathsep}{source}{os.pathsep}' in \
+            f'{os.pathsep}{trusted}{os.pathsep}':
+        return True
     paths = {osp.realpath(p) for p in trusted.split(os.pathsep) if p}
-    return osp.realpath(filename) in paths
+    return filename is not None and osp.realpath(filename) in paths
 
 
 def safe_torch_load(filename: str,
-                    map_location: Optional[Union[str, Callable,
-                                                 torch.device]] = 'cpu') -> Any:
+                    map_location: MapLocation = 'cpu',
+                    source: Optional[str] = None) -> Any:
     """``torch.load`` that never executes code from the file.
 
     Args:
         filename (str): Path of a local checkpoint.
         map_location: As for ``torch.load``. Defaults to ``'cpu'``.
+        source (str, optional): The URL ``filename`` was downloaded from:
+            named in errors, and an entry of ``MMC2F_TRUSTED_CHECKPOINTS``
+            that trusts the file.
 
     Raises:
         FileNotFoundError: The file does not exist.
-        CheckpointLoadError: The file is truncated or corrupt, or its pickle
+        CheckpointLoadError: The file is damaged (truncated, corrupt, not a
+            checkpoint, a checksum that does not match), or its pickle
             references code; the message names the file, the problem and,
             for the latter, how to load it if the user trusts it.
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint file {filename} does not exist')
-    if _is_trusted(filename):
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
+    # Unreadable (permissions) is an OSError that names the file, not a
+    # damaged file: raise it here, before any content error is caught.
+    open(filename, 'rb').close()
+    return _load(filename, map_location, _Origin(filename, source))
+
+
+def safe_torch_load_bytes(data: bytes,
+                          source: str,
+                          map_location: MapLocation = 'cpu') -> Any:
+    """:func:`safe_torch_load` of a checkpoint read into memory from
+    ``source`` (a remote path, which errors name and which
+    ``MMC2F_TRUSTED_CHECKPOINTS`` may list)."""
+    return _load(io.BytesIO(data), map_location, _Origin(None, source))
+
+
+class _Origin:
+    """Where a checkpoint came from, as errors name it."""
+
+    def __init__(self, filename: Optional[str], source: Optional[str]):
+        self.filename, self.source = filename, source
+        if source is None:
+            self.name = str(filename)
+        elif filename is None:
+            self.name = source
+        else:
+            self.name = f'{source} (downloaded to {filename})'
+        # What to list in MMC2F_TRUSTED_CHECKPOINTS.
+        self.trust_key = source or str(filename)
+        # How to get an undamaged copy.
+        self.fix = (f'delete {filename} to download it again'
+                    if source is not None and filename is not None else
+                    'download or copy it again')
+
+
+def _load(file: Union[str, BinaryIO], map_location: MapLocation,
+          origin: _Origin) -> Any:
+    trusted = _is_trusted(origin.filename, origin.source)
     try:
+        _verify_checksums(file)
+        if trusted:
+            return torch.load(_rewound(file), map_location=map_location,
+                              weights_only=False)
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
-            return torch.load(filename, map_location=map_location,
+            return torch.load(_rewound(file), map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as e:
-        unsafe = _unsafe_globals(filename)
+        unsafe = None if trusted else _unsafe_globals(file)
         if unsafe is None:
-            raise _corrupt(filename, e) from None
+            raise _damaged(origin, e) from None
         reason = str(e).split('WeightsUnpickler error:')[-1].split(
             'Check the documentation')[0].strip()
         raise CheckpointLoadError(
-            f'Refused to load checkpoint {filename}: its pickle references '
+            f'Refused to load checkpoint {origin.name}: its pickle references '
             f'{", ".join(unsafe) or "objects"} that could execute code when '
             f'loaded ({reason}). If you trust this file, allow it explicitly '
-            f'with {TRUST_ENV}={filename} (paths separated by "{os.pathsep}")'
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise _corrupt(filename, e) from None
+            f'with {TRUST_ENV}={origin.trust_key} (entries separated by '
+            f'"{os.pathsep}")') from None
+    except Exception as e:
+        # Damaged content fails anywhere in the zip reader or the unpickler,
+        # with any error type (IndexError, KeyError, UnicodeDecodeError,
+        # struct.error, ...): all of them mean the same to the user.
+        raise _damaged(origin, e) from None
 
 
-def _unsafe_globals(filename: str) -> Optional[List[str]]:
+def _rewound(file: Union[str, BinaryIO]) -> Union[str, BinaryIO]:
+    if not isinstance(file, str):
+        file.seek(0)
+    return file
+
+
+def _verify_checksums(file: Union[str, BinaryIO]) -> None:
+    """Check the CRC-32 of every record of a zip checkpoint.
+
+    ``torch.load`` does not: a flipped bit in a tensor's bytes loads as a
+    wrong weight, silently. Python's zip reader checks each record's CRC as
+    it reads to the end; that is one extra read of the file.
+    """
+    if not zipfile.is_zipfile(_rewound(file)):
+        return  # torch's legacy format, or damaged: torch.load reports it
+    with zipfile.ZipFile(_rewound(file)) as archive:
+        for info in archive.infolist():
+            if info.CRC == 0 and info.file_size:
+                # Saved with torch.serialization.set_crc32_options(False).
+                continue
+            with archive.open(info) as record:
+                while record.read(1 << 24):
+                    pass
+
+
+def _unsafe_globals(file: Union[str, BinaryIO]) -> Optional[List[str]]:
     """Globals of a readable checkpoint beyond what we allow; None when the
     file is no readable torch checkpoint at all."""
-    if not zipfile.is_zipfile(filename):
+    if not zipfile.is_zipfile(_rewound(file)):
         return None
     try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(
+            _rewound(file))
     except Exception:
         return None
     allowed = {
@@ -150,15 +252,10 @@ def _unsafe_globals(filename: str) -> Optional[List[str]]:
     return [name for name in found if name not in allowed]
 
 
-def _corrupt(filename: str, error: Exception) -> CheckpointLoadError:
+def _damaged(origin: _Origin, error: Exception) -> CheckpointLoadError:
     return CheckpointLoadError(
-        f'Checkpoint file {filename} is truncated or corrupt and cannot be '
-        f'read ({type(error).__name__}: {str(error)[:200]}); download or copy '
-        'it again')
-
-
-def _load_from_local(filename: str, map_location=None) -> Any:
-    return safe_torch_load(osp.expanduser(filename), map_location)
+        f'Checkpoint file {origin.name} is truncated or corrupt and cannot be '
+        f'read ({type(error).__name__}: {str(error)[:200]}); {origin.fix}')
 
 
 # The process's umask (reading it means setting it: set it straight back).
@@ -170,7 +267,13 @@ os.umask(_UMASK)
 def atomic_open(filename: str) -> Iterator[BinaryIO]:
     """Open ``filename`` for binary writing such that it appears complete or
     not at all: a temporary file in the same directory, fsynced, renamed over
-    the target on success and removed on any error or interruption."""
+    the target on success and removed on any error or interruption.
+
+    Raises:
+        OSError: The disk is full, a quota or a file-size limit is reached
+            (same errno); the message names the file and says that nothing
+            was changed.
+    """
     directory = osp.dirname(osp.abspath(filename))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
@@ -182,33 +285,42 @@ def atomic_open(filename: str) -> Iterator[BinaryIO]:
             os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             os.fsync(f.fileno())
         os.replace(tmp, filename)
+    except OSError as e:
+        if e.errno not in _NO_SPACE:
+            raise
+        raise OSError(
+            e.errno,
+            f'Could not write {filename}: no space left ({e.strerror}: the '
+            'disk is full, or a quota or file-size limit is reached). Nothing '
+            'was written: no partial file is left, and the files already '
+            'there, the previous checkpoints included, are unchanged. Free '
+            'space, then continue from the last checkpoint with '
+            'tools/train.py --resume') from e
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
 
 
 class AtomicLocalBackend(LocalBackend):
-    """mmengine's local file backend whose ``put`` (through which the Runner
-    saves every checkpoint) is atomic: a kill during the write leaves the
-    previous file or none, never a partial one that ``--resume`` would pick
-    up."""
+    """mmengine's local file backend whose writes (``put``, through which
+    the Runner saves every checkpoint, and ``put_text``) are atomic: a kill
+    or a full disk during the write leaves the previous file or none, never
+    a partial one that ``--resume`` would pick up."""
 
     def put(self, obj: bytes, filepath: Union[str, 'os.PathLike']) -> None:
         with atomic_open(str(filepath)) as f:
             f.write(obj)
 
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, 'os.PathLike'],
+                 encoding: str = 'utf-8') -> None:
+        self.put(obj.encode(encoding), filepath)
+
 
 def register_atomic_local_backend() -> None:
     """Make mmengine write local files (checkpoints) atomically."""
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
-
-
-def register_safe_local_loader() -> None:
-    """Serve mmengine's local-file checkpoint scheme with
-    :func:`safe_torch_load`. Only mmengine's loading of local paths changes;
-    ``torch.load`` itself keeps its defaults for all other code."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)
 
 
 def load_pretrained(module: torch.nn.Module,

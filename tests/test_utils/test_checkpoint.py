@@ -2,11 +2,13 @@ import argparse
 import os
 import os.path as osp
 import pickle
+from typing import Optional
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 
@@ -39,10 +41,10 @@ class ToyDataset(torch.utils.data.Dataset):
                     labels=torch.ones(1))
 
 
-def runner_checkpoint(work_dir: str) -> str:
-    """A checkpoint written by mmengine's own Runner (numpy + HistoryBuffer)."""
-    runner = Runner(
-        model=ToyModel(),
+def toy_runner(work_dir: str, max_iters: int,
+               model: Optional[nn.Module] = None, **kwargs) -> Runner:
+    return Runner(
+        model=model or ToyModel(),
         work_dir=work_dir,
         train_dataloader=dict(
             dataset=ToyDataset(),
@@ -50,12 +52,18 @@ def runner_checkpoint(work_dir: str) -> str:
             collate_fn=dict(type='default_collate'),
             batch_size=2),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=3),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        **kwargs)
+
+
+def runner_checkpoint(work_dir: str, **kwargs) -> str:
+    """A checkpoint written by mmengine's own Runner (numpy,
+    HistoryBuffer)."""
+    toy_runner(
+        work_dir, 3,
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3,
                                            by_epoch=False)),
-        randomness=dict(seed=0),
-    )
-    runner.train()
+        randomness=dict(seed=0), **kwargs).train()
     return osp.join(work_dir, 'iter_3.pth')
 
 
@@ -85,19 +93,7 @@ def test_runner_checkpoint_loads(tmp_path):
 
 def test_runner_resume_from_checkpoint(tmp_path):
     ckpt = runner_checkpoint(str(tmp_path / 'a'))
-    runner = Runner(
-        model=ToyModel(),
-        work_dir=str(tmp_path / 'b'),
-        train_dataloader=dict(
-            dataset=ToyDataset(),
-            sampler=dict(type='DefaultSampler', shuffle=True),
-            collate_fn=dict(type='default_collate'),
-            batch_size=2),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=4),
-        resume=True,
-        load_from=ckpt,
-    )
+    runner = toy_runner(str(tmp_path / 'b'), 4, resume=True, load_from=ckpt)
     runner.train()
     assert runner.iter == 4
 
@@ -296,3 +292,54 @@ def test_checkpoint_permissions_follow_umask(tmp_path):
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644
     assert os.stat(plain).st_mode & 0o777 == 0o644
+
+
+def test_empty_arrays_and_history_buffers_load(tmp_path):
+    """Pickle protocol 2 writes their empty data as ``bytes()``: plain data,
+    not code."""
+    from mmengine.logging import HistoryBuffer
+    path = str(tmp_path / 'empty.pth')
+    torch.save(dict(a=np.array([]), z=np.zeros((0, 3), np.float32),
+                    h=HistoryBuffer()), path)
+    ckpt = safe_torch_load(path)
+    assert ckpt['a'].shape == (0, ) and ckpt['z'].shape == (0, 3)
+    assert ckpt['z'].dtype == np.float32 and len(ckpt['h'].data[0]) == 0
+
+
+class EmptyDataHook(Hook):
+    """Keeps an empty HistoryBuffer and an empty array in the message hub's
+    resumed runtime information, which every checkpoint saves."""
+
+    def before_train(self, runner):
+        from mmengine.logging import HistoryBuffer
+        runner.message_hub.update_info('empty_buffer', HistoryBuffer())
+        runner.message_hub.update_info('empty_array', np.zeros((0, 4)))
+
+
+def test_runner_checkpoint_with_empty_buffers_loads_and_resumes(tmp_path):
+    ckpt = runner_checkpoint(str(tmp_path / 'a'),
+                             custom_hooks=[EmptyDataHook()])
+    checkpoint = load_checkpoint(ToyModel(), ckpt)
+    info = checkpoint['message_hub']['runtime_info']
+    assert len(info['empty_buffer'].data[0]) == 0
+    assert info['empty_array'].shape == (0, 4)
+    runner = toy_runner(str(tmp_path / 'b'), 4, resume=True, load_from=ckpt)
+    runner.train()
+    assert runner.iter == 4
+    assert runner.message_hub.get_info('empty_array').shape == (0, 4)
+
+
+def test_bytes_with_arguments_is_refused(tmp_path):
+    """Only ``bytes()`` is data; ``bytes(n)`` would allocate what the file
+    asks for."""
+
+    class BytesBomb:
+
+        def __reduce__(self):
+            return (bytes, (10**6, ))
+
+    path = str(tmp_path / 'bomb.pth')
+    torch.save({'x': BytesBomb()}, path)
+    with pytest.raises(CheckpointLoadError,
+                       match=r'Refused.*bytes\(\) with arguments'):
+        safe_torch_load(path)
