@@ -1,0 +1,118 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+import logging
+import os.path as osp
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Tuple
+
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+
+from ...utils.checkpoint import atomic_open
+
+
+class _DeferredRemovals:
+    """A file backend whose ``remove`` and ``rmtree`` wait for
+    :meth:`apply`; everything else goes to the wrapped backend."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._pending: List[Tuple[Callable[[str], None], str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def remove(self, path: str) -> None:
+        self._pending.append((self._backend.remove, path))
+
+    def rmtree(self, path: str) -> None:
+        self._pending.append((self._backend.rmtree, path))
+
+    def apply(self, keep: set) -> None:
+        for remove, path in self._pending:
+            if path not in keep:
+                remove(path)
+
+
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` that removes outdated checkpoints only
+    once the new one is saved.
+
+    mmengine 0.10.7 removes the oldest of ``max_keep_ckpts`` checkpoints (and
+    the previous best one) *before* it writes the new one: a save that fails,
+    on a full disk say, leaves one checkpoint fewer (none, with
+    ``max_keep_ckpts=1``) and ``last_checkpoint`` naming a deleted file. Here
+    the removals wait until the save has succeeded, and a failed save leaves
+    ``last_checkpoint`` as it was. The price: the disk needs room for one
+    checkpoint more while a new one is written.
+
+    :func:`register_safe_checkpoint_hook` makes it the ``CheckpointHook`` of
+    every config.
+    """
+
+    @contextmanager
+    def _removals_after_success(self) -> Iterator[None]:
+        backend = self.file_backend
+        deferred = _DeferredRemovals(backend)
+        self.file_backend = deferred
+        try:
+            yield
+        finally:
+            self.file_backend = backend
+        # Never remove what this save has just written under the same name.
+        keep = {self.last_ckpt, getattr(self, 'best_ckpt_path', None),
+                *getattr(self, 'best_ckpt_path_dict', {}).values()}
+        deferred.apply(keep)
+
+    def _save_checkpoint_with_step(self, runner, step: int,
+                                   meta: dict) -> None:
+        with self._removals_after_success(), \
+                _last_checkpoint_kept(runner.work_dir):
+            super()._save_checkpoint_with_step(runner, step, meta)
+
+    def _save_best_checkpoint(self, runner, metrics: dict) -> None:
+        with self._removals_after_success():
+            super()._save_best_checkpoint(runner, metrics)
+
+
+@contextmanager
+def _last_checkpoint_kept(work_dir: str) -> Iterator[None]:
+    """mmengine rewrites ``work_dir/last_checkpoint`` in place: a write that
+    fails truncates it, and ``--resume`` would find no checkpoint. Put the
+    previous content back if the save fails after that."""
+    path = osp.join(work_dir, 'last_checkpoint')
+    previous = None
+    if osp.isfile(path):
+        with open(path) as f:
+            previous = f.read()
+    try:
+        yield
+    except BaseException:
+        if previous is not None:
+            _restore(path, previous)
+        raise
+
+
+def _restore(path: str, content: str) -> None:
+    try:
+        with open(path) as f:
+            if f.read() == content:
+                return
+    except OSError:
+        pass  # gone or unreadable: write it
+    try:
+        with atomic_open(path) as f:
+            f.write(content.encode())
+    except OSError as e:
+        print_log(
+            f'Could not restore {path} (it named {content!r}): {e}. Resume '
+            f'with tools/train.py --resume {content}',
+            logger='current', level=logging.WARNING)
+
+
+def register_safe_checkpoint_hook() -> None:
+    """Build :class:`SafeCheckpointHook` wherever a config names
+    ``CheckpointHook`` (mmdet, mmseg and mmpretrain take it from mmengine's
+    root registry)."""
+    HOOKS.register_module(
+        name='CheckpointHook', module=SafeCheckpointHook, force=True)
