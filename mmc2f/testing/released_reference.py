@@ -1,6 +1,7 @@
 """An independent, deliberately plain re-implementation of the authors'
-released Conv2Former forward pass, written against REFERENCE.md section 2 and
-operating directly on a released-format state dict with ``torch.nn.functional``.
+released Conv2Former forward pass, written against
+``docs/released_architecture.md`` and operating directly on a released-format
+state dict with ``torch.nn.functional``.
 
 It shares no code with mmc2f's models: the tests compare mmc2f's modules
 with it, and ``tools/analysis/benchmark.py`` times it as the released code.
@@ -87,7 +88,8 @@ def make_released_state_dict(channels: List[int],
                              kernel_size: int,
                              num_classes: int = 1000,
                              seed: int = 0) -> 'OrderedDict[str, Tensor]':
-    """Random weights with the released names and shapes (REFERENCE.md 2).
+    """Random weights with the released names and shapes (see
+    ``docs/released_architecture.md``).
 
     Values are O(1) (layer scales included) so every path of the network
     contributes to the output and a wrong wiring shows up in a comparison.

@@ -10,7 +10,7 @@ from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, FUSIONS
 from mmc2f.testing.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
 
-# REFERENCE.md section 3, counted on the published code (millions).
+# docs/released_architecture.md, counted on the published code (millions).
 PAPER_PARAMS = {
     # arch: (backbone alone, with the 1280 head and a 1000-class classifier)
     'nano': (13.05, 15.0),
