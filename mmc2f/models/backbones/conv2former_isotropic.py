@@ -12,12 +12,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseModule
 
+from .base_backbone import BaseConv2Former, in_layout_of
 from .conv2former import (Conv2FormerBlock, LayerNorm2d, Stem,
-                          check_common_args, check_input, check_kernel_size,
-                          in_input_layout, init_backbone,
-                          linear_drop_path_rates)
+                          check_block_args, fused, linear_drop_path_rates)
 
 ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
     'small': dict(channels=328, depth=18),
@@ -43,7 +41,7 @@ def patch_embed(kind: str, in_channels: int, dim: int) -> nn.Sequential:
                      "16x16 conv) and 'conv3' (three convs)")
 
 
-class Conv2FormerIsotropic(BaseModule):
+class Conv2FormerIsotropic(BaseConv2Former):
     """Isotropic Conv2Former: a stride-16 patch embedding followed by a
     sequence of Conv2Former blocks at a single resolution.
 
@@ -57,16 +55,23 @@ class Conv2FormerIsotropic(BaseModule):
         mlp_ratio (int): MLP expansion. Defaults to 4.
         drop_path_rate (float): Stochastic depth rate. Defaults to 0.
         layer_scale_init_value (float): Defaults to 1e-6.
-        fusion (str): How A modulates V (see :class:`Conv2Former`).
+        modulation (str): How A modulates V (see :class:`Conv2Former`).
         out_indices (Sequence[int] | int): Blocks whose outputs are returned,
             negative indices from the end. Defaults to -1 (the last).
         final_norm (bool): Layer norm on each returned map. Defaults to True.
+        frozen_stages (int): Freeze (no gradient, eval mode) the patch
+            embedding and the first ``frozen_stages`` blocks, and the final
+            norm when all are frozen, as mmpretrain's ViT; 0 or -1 freezes
+            nothing. Defaults to 0.
+        norm_eval (bool): Keep the BatchNorm layers of the ``'conv3'`` patch
+            embedding in eval mode during training. Defaults to False.
         with_cp (bool): Gradient checkpointing per block.
         init_cfg (dict | list[dict], optional): mmengine init config.
 
     Shapes:
         Input ``(N, in_channels, H, W)``, H, W >= 16; every output is
-        ``(N, channels, floor(H / 16), floor(W / 16))``.
+        ``(N, channels, floor(H / 16), floor(W / 16))``, in the input's
+        memory layout.
 
     Example:
         >>> import torch
@@ -76,6 +81,8 @@ class Conv2FormerIsotropic(BaseModule):
         (1, 328, 14, 14)
     """
     arch_settings = ISOTROPIC_ARCH_SETTINGS
+    arch_aliases = ISOTROPIC_ALIASES
+    arch_keys = ('channels', 'depth')
     min_input_size = 16
 
     def __init__(self,
@@ -86,71 +93,59 @@ class Conv2FormerIsotropic(BaseModule):
                  mlp_ratio: int = 4,
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = 1e-6,
-                 fusion: str = 'hadamard',
+                 modulation: str = 'hadamard',
                  out_indices: Union[int, Sequence[int]] = -1,
                  final_norm: bool = True,
+                 frozen_stages: int = 0,
+                 norm_eval: bool = False,
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            name = ISOTROPIC_ALIASES.get(arch.lower(), arch.lower())
-            if name not in self.arch_settings:
-                raise ValueError(
-                    f'Unknown arch {arch!r}; valid presets are '
-                    f"{sorted(self.arch_settings)} (or 'IS', 'IB'), or a dict "
-                    'with "channels" and "depth"')
-            arch = self.arch_settings[name]
-        elif not {'channels', 'depth'} <= set(arch):
-            raise ValueError('arch dict needs "channels" and "depth", got '
-                             f'{sorted(arch)}')
+        super().__init__(init_cfg, in_channels, frozen_stages, norm_eval)
+        arch = self.parse_arch(arch)
         self.channels: int = arch['channels']
         self.depth: int = arch['depth']
-        check_kernel_size(kernel_size)
-        check_common_args(fusion, drop_path_rate)
-        self.in_channels = in_channels
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        for index in out_indices:
-            if not -self.depth <= index < self.depth:
-                raise ValueError(f'out_indices entry {index} is out of range:'
-                                 f' valid are {-self.depth}..{self.depth - 1}')
-        self.out_indices = tuple(sorted({i % self.depth for i in out_indices}))
-        if len(self.out_indices) != len(out_indices):
-            raise ValueError(f'out_indices {list(out_indices)} name a block '
-                             'twice')
+        self.num_stages = self.depth
+        check_block_args(kernel_size, modulation, drop_path_rate)
+        self.out_indices = self.parse_indices(out_indices, frozen_stages)
 
         self.patch_embed = patch_embed(patch_embed_type, in_channels,
                                        self.channels)
-        dpr = linear_drop_path_rates(drop_path_rate, self.depth)
+        rates = linear_drop_path_rates(drop_path_rate, self.depth)
         self.blocks = nn.Sequential(*[
             Conv2FormerBlock(
                 self.channels,
                 kernel_size,
                 mlp_ratio=mlp_ratio,
-                drop_path=dpr[i],
+                drop_path=rate,
                 layer_scale_init_value=layer_scale_init_value,
-                fusion=fusion,
-                with_cp=with_cp) for i in range(self.depth)
+                modulation=modulation,
+                with_cp=with_cp) for rate in rates
         ])
         self.final_norm = final_norm
         if final_norm:
             self.norm = LayerNorm2d(self.channels)
+        self.freeze_stages()
 
-    def init_weights(self) -> None:
-        if not init_backbone(self):
-            super().init_weights()
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        modules = [self.blocks[index]]
+        if index == 0:
+            modules.insert(0, self.patch_embed)
+        if index == self.depth - 1 and self.final_norm:
+            modules.append(self.norm)
+        return modules
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        check_input(x, self.in_channels, self.min_input_size)
-        channels_last_input = x.is_contiguous(
-            memory_format=torch.channels_last)
+        self.check_input(x)
+        inputs = x
+        if fused is not None:
+            x = fused.preferred_layout(x)
         x = self.patch_embed(x)
         outs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in self.out_indices:
                 out = self.norm(x) if self.final_norm else x
-                outs.append(in_input_layout(out, channels_last_input))
+                outs.append(in_layout_of(out, inputs))
         return tuple(outs)
 
     def get_layer_depth(self, param_name: str,

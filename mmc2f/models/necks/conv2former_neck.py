@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from ..backbones.conv2former import LayerNorm2d, init_conv2former_weights
+from ..backbones.base_backbone import init_conv2former_weights
+from ..backbones.conv2former import LayerNorm2d
 
 
 class Conv2FormerNeck(BaseModule):

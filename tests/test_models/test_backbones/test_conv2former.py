@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 
 from mmc2f.models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
-from mmc2f.models.backbones import conv2former
-from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, FUSIONS
+from mmc2f.models.backbones import conv2former, fused_cpu_inference
+from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, MODULATIONS
 from mmc2f.testing.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
 
@@ -215,32 +215,33 @@ def test_drop_path_only_in_training():
     assert rates[0] == 0 and rates[-1] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize('fusion', list(FUSIONS))
-def test_fusion_modes(fusion):
+@pytest.mark.parametrize('modulation', list(MODULATIONS))
+def test_modulations(modulation):
     torch.manual_seed(0)
-    model = Conv2Former(SMALL_ARCH, fusion=fusion, layer_scale_init_value=1.)
+    model = Conv2Former(SMALL_ARCH, modulation=modulation,
+                        layer_scale_init_value=1.)
     model.init_weights()
     ref = Conv2Former(SMALL_ARCH, layer_scale_init_value=1.)
     ref.load_state_dict(model.state_dict())
     x = torch.randn(1, 3, 64, 64)
     out = model(x)[0]
     assert torch.isfinite(out).all()
-    if fusion != 'hadamard':
+    if modulation != 'hadamard':
         assert not torch.allclose(out, ref(x)[0])
     # The modulation itself, checked on one block.
     a = torch.randn(2, 4, 5, 5)
     v = torch.randn(2, 4, 5, 5)
-    fused = FUSIONS[fusion](a, v)
+    modulated = MODULATIONS[modulation](a, v)
     expected = {
         'hadamard': a * v,
         'sum': a + v,
         'sigmoid': torch.sigmoid(a) * v,
         'l1': a / a.abs().sum(1, keepdim=True) * v,
-    }.get(fusion)
+    }.get(modulation)
     if expected is not None:
-        assert torch.allclose(fused, expected, atol=1e-6)
+        assert torch.allclose(modulated, expected, atol=1e-6)
     else:  # linear: A scaled into (0, 1]
-        scaled = fused / v
+        scaled = modulated / v
         assert scaled.min() > 0 and scaled.max() <= 1 + 1e-6
 
 
@@ -255,23 +256,24 @@ def randomise_batch_norms(model: nn.Module) -> None:
             nn.init.uniform_(bn.bias, -1, 1)
 
 
-@pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
+@pytest.mark.skipif(not fused_cpu_inference.AVAILABLE,
                     reason='no oneDNN fused convolution in this torch build')
-@pytest.mark.parametrize('fusion', list(FUSIONS))
+@pytest.mark.parametrize('modulation', list(MODULATIONS))
 @pytest.mark.parametrize('layer_scale', [0.5, 0.])
-def test_fused_cpu_inference_path(monkeypatch, fusion, layer_scale):
+def test_fused_cpu_inference_path(monkeypatch, modulation, layer_scale):
     """CPU inference takes oneDNN's fused kernels and computes what the
     unfused path (taken with autograd on) computes."""
     torch.manual_seed(0)
-    model = Conv2Former(SMALL_ARCH, fusion=fusion, out_indices=(0, 1, 2, 3),
+    model = Conv2Former(SMALL_ARCH, modulation=modulation,
+                        out_indices=(0, 1, 2, 3),
                         layer_scale_init_value=layer_scale).eval()
     model.init_weights()
     randomise_batch_norms(model)
     x = torch.randn(2, 3, 64, 48)
     unfused = [o.detach() for o in model(x)]
     calls = []
-    fused_op, inplace_op = (conv2former._CONV_POINTWISE,
-                            conv2former._CONV_POINTWISE_)
+    fused_op, inplace_op = (fused_cpu_inference.CONV_WITH_EPILOGUE,
+                            fused_cpu_inference.CONV_ADD_INPLACE)
 
     class Counting:
         def __init__(self, op, suffix=''):
@@ -285,8 +287,9 @@ def test_fused_cpu_inference_path(monkeypatch, fusion, layer_scale):
             calls.append(args[8] + self.suffix)
             return self.op.binary(*args)
 
-    monkeypatch.setattr(conv2former, '_CONV_POINTWISE', Counting(fused_op))
-    monkeypatch.setattr(conv2former, '_CONV_POINTWISE_',
+    monkeypatch.setattr(fused_cpu_inference, 'CONV_WITH_EPILOGUE',
+                        Counting(fused_op))
+    monkeypatch.setattr(fused_cpu_inference, 'CONV_ADD_INPLACE',
                         Counting(inplace_op, '_'))
     with torch.inference_mode():
         fused = model(x)
@@ -297,22 +300,20 @@ def test_fused_cpu_inference_path(monkeypatch, fusion, layer_scale):
     assert calls.count('unary') == 3 * blocks + 2
     assert calls.count('add') == blocks
     assert calls.count('add_') == blocks
-    assert calls.count('mul') == (blocks if fusion == 'hadamard' else 0)
+    assert calls.count('mul') == (blocks if modulation == 'hadamard' else 0)
     for a, b in zip(fused, unfused):
         assert max_rel_error(a, b) < 1e-5
-    # Where it does not apply: autocast, and stochastic depth in training
-    # (all blocks but the first, whose rate is 0; the stem's BatchNorms in
-    # training mode).
+    # Where it does not apply: autocast, and training mode.
     calls.clear()
     train_model = Conv2Former(SMALL_ARCH, drop_path_rate=0.5).train()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         model(x)
     with torch.no_grad():
         train_model(x)
-    assert len(calls) == 6
+    assert calls == []
 
 
-@pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
+@pytest.mark.skipif(not fused_cpu_inference.AVAILABLE,
                     reason='no oneDNN fused convolution in this torch build')
 @pytest.mark.parametrize('channels_last', [True, False])
 @pytest.mark.parametrize(
@@ -328,9 +329,9 @@ def test_mlp_tiles_compute_the_same(monkeypatch, channels_last, budget,
     """The fused MLP, tile by tile (whole images or bands of rows with one
     row of context), equals the unfused block; the block's input is left
     as it was though the MLP adds in place."""
-    assert len(conv2former.batch_tiles(shape[0], shape[2], 13 * 64 * 4,
-                                       budget)) == num_tiles
-    monkeypatch.setattr(conv2former, 'MLP_TILE_BYTES', budget)
+    assert len(fused_cpu_inference.batch_tiles(
+        shape[0], shape[2], 13 * 64 * 4, budget)) == num_tiles
+    monkeypatch.setattr(fused_cpu_inference, 'MLP_TILE_BYTES', budget)
     torch.manual_seed(0)
     block = conv2former.Conv2FormerBlock(16, 5,
                                          layer_scale_init_value=0.5).eval()
@@ -378,7 +379,7 @@ def test_get_layer_depth():
     (dict(out_indices=(4, )), 'out of range'),
     (dict(out_indices=(1, -3)), 'twice'),
     (dict(frozen_stages=5), 'frozen_stages'),
-    (dict(fusion='product'), "Unknown fusion 'product'"),
+    (dict(modulation='product'), "Unknown modulation 'product'"),
     (dict(drop_path_rate=1.0), 'drop_path_rate'),
     (dict(drop_path_rate=-0.1), 'drop_path_rate'),
 ])
@@ -416,7 +417,7 @@ def test_isotropic_shapes(arch, channels, embed):
     assert len(model.blocks) == 18
 
 
-@pytest.mark.skipif(conv2former._CONV_POINTWISE is None,
+@pytest.mark.skipif(not fused_cpu_inference.AVAILABLE,
                     reason='no oneDNN fused convolution in this torch build')
 def test_isotropic_fused_cpu_inference_path():
     """The three-conv patch embedding is a Stem with a biased last conv:
@@ -485,3 +486,104 @@ def test_float16_autocast_largest_preset():
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
         outs = model(x)
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+def reference_path(model, x):
+    """The model's outputs without the fused kernels (as if the fused module
+    were deleted), in inference mode."""
+    from unittest import mock
+    with mock.patch.object(conv2former, 'fused', None), torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.skipif(not fused_cpu_inference.AVAILABLE,
+                    reason='no oneDNN fused convolution in this torch build')
+@pytest.mark.parametrize('model', [
+    *[dict(type=Conv2Former, arch=a) for a in ARCH_SETTINGS],
+    dict(type=Conv2Former, arch='base', kernel_size=7),
+    *[dict(type=Conv2FormerIsotropic, arch=a, patch_embed_type=e)
+      for a in ('IS', 'IB') for e in ('conv', 'conv3')],
+], ids=lambda m: f'{m["type"].__name__}-{m["arch"]}-'
+   f'{m.get("kernel_size", m.get("patch_embed_type", ""))}')
+def test_fused_and_reference_paths_agree_on_every_preset(model):
+    torch.manual_seed(0)
+    kwargs = dict(model)
+    model = kwargs.pop('type')(out_indices=-1, layer_scale_init_value=0.3,
+                               **kwargs).eval()
+    randomise_batch_norms(model)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        fused = model(x)
+    for a, b in zip(fused, reference_path(model, x)):
+        assert max_rel_error(a, b) < 1e-5
+
+
+def test_model_runs_without_the_fused_module(tmp_path):
+    """Deleting fused_cpu_inference.py leaves a model that computes the same
+    function: imported with that module blocked, the backbone still equals
+    the released forward."""
+    script = tmp_path / 'no_fused.py'
+    script.write_text('''
+import sys
+import torch
+sys.modules['mmc2f.models.backbones.fused_cpu_inference'] = None
+from mmc2f.models.backbones import conv2former
+from mmc2f.models import Conv2Former
+from mmc2f.testing.released_reference import (make_released_state_dict,
+                                              max_rel_error, released_forward)
+assert conv2former.fused is None
+arch = dict(channels=[16, 32, 48, 64], depths=[1, 2, 3, 1], kernel_size=5)
+sd = make_released_state_dict(arch['channels'], arch['depths'], 5)
+model = Conv2Former(arch, out_indices=(0, 1, 2, 3)).eval()
+model.load_state_dict({k: v for k, v in sd.items()
+                       if k.startswith(('downsample', 'stages'))})
+x = torch.randn(2, 3, 64, 64)
+with torch.inference_mode():
+    outs = model(x)
+stages, _ = released_forward(sd, x, arch['depths'])
+assert max(max_rel_error(a, b) for a, b in zip(outs, stages)) < 1e-5
+print('ok')
+''')
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, str(script)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and 'ok' in result.stdout, result.stderr
+
+
+def test_isotropic_frozen_stages_and_norm_eval():
+    """mmpretrain's ViT contract: the patch embedding and the first blocks
+    frozen, the final norm too when every block is; BatchNorm of the
+    three-conv embedding kept in eval mode with norm_eval."""
+    model = Conv2FormerIsotropic(dict(channels=32, depth=3),
+                                 patch_embed_type='conv3', frozen_stages=2,
+                                 norm_eval=True).train()
+    frozen = {n.split('.')[0] + ('.' + n.split('.')[1]
+                                 if n.startswith('blocks') else '')
+              for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {'patch_embed', 'blocks.0', 'blocks.1'}
+    assert not model.patch_embed.training and not model.blocks[1].training
+    assert model.blocks[2].training and model.norm.training
+    all_frozen = Conv2FormerIsotropic(dict(channels=32, depth=3),
+                                      frozen_stages=3).train()
+    assert not any(p.requires_grad for p in all_frozen.parameters())
+    bn_model = Conv2FormerIsotropic(dict(channels=32, depth=3),
+                                    patch_embed_type='conv3',
+                                    norm_eval=True).train()
+    assert not bn_model.patch_embed[2].training
+    assert bn_model.patch_embed[0].weight.requires_grad
+    with pytest.raises(ValueError, match='frozen_stages'):
+        Conv2FormerIsotropic(dict(channels=32, depth=3), frozen_stages=4)
+
+
+@pytest.mark.parametrize('backbone', [
+    lambda: Conv2Former(SMALL_ARCH),
+    lambda: Conv2FormerIsotropic(dict(channels=32, depth=2)),
+])
+def test_second_init_weights_changes_nothing(backbone):
+    model = backbone()
+    model.init_weights()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.init_weights()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
