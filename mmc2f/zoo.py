@@ -2,13 +2,16 @@
 """The authors' released ImageNet checkpoints, as data.
 
 One row per file that the authors' README (github.com/HVision-NKU/Conv2Former)
-links, with the figures it states for that file. The converter names the
-configs a converted file loads into from this table; the ImageNet metafile
-and the README's model-zoo table are checked against it by the tests.
+links. The figures of a file (parameters, FLOPs, top-1) and its config are
+the paper's result it is, read from :mod:`mmc2f.paper`. The converter names
+the configs a converted file loads into from this table; the ImageNet
+metafile and the README's model-zoo table are checked against it by the
+tests.
 """
 from typing import List, NamedTuple, Optional, Sequence
 
 from .models.backbones.conv2former import ARCH_SETTINGS
+from .paper import find_imagenet
 
 AUTHORS_CODE = 'https://github.com/HVision-NKU/Conv2Former'
 
@@ -26,9 +29,10 @@ class ReleasedCheckpoint(NamedTuple):
             followed by ImageNet-1k fine-tuning.
         resolution: Test resolution.
         params: Parameters (M), with the 1000-class head, as the paper
-            (Table 1) and the authors' README state them.
-        flops: Multiply-adds (G) at ``resolution``, as stated there.
-        top1: ImageNet-1k top-1 accuracy (%), as stated there.
+            states them (:attr:`mmc2f.paper.ImageNetResult.params`).
+        flops: Multiply-adds (G) at ``resolution``, as the paper states
+            them.
+        top1: ImageNet-1k top-1 accuracy (%), as the paper states it.
         url: Where the authors host the file (Baidu Netdisk, the password
             in ``pwd``).
         config: The ImageNet config, under ``configs/imagenet/``, that the
@@ -63,50 +67,38 @@ class ReleasedCheckpoint(NamedTuple):
 
 
 _BAIDU = 'https://pan.baidu.com/s/'
-_CONFIGS = 'configs/imagenet/'
-# name, released_as, arch, kernel, pretrain, resolution, params, FLOPs, top-1,
-# url, config
+
+
+def _released(name: str, released_as: str, arch: str, kernel_size: int,
+              pretrain: str, resolution: int,
+              url: str) -> ReleasedCheckpoint:
+    """A released file with the figures and config of its paper result."""
+    result = find_imagenet(arch, pretrain, resolution)
+    return ReleasedCheckpoint(name, released_as, arch, kernel_size, pretrain,
+                              resolution, result.params, result.flops,
+                              result.top1, _BAIDU + url, result.config)
+
+
+# name, released_as, arch, kernel, pretrain, resolution, url
 RELEASED: Sequence[ReleasedCheckpoint] = (
-    ReleasedCheckpoint(
-        'conv2former-n_3rdparty_8xb128_in1k', 'conv2former_n',
-        'nano', 7, 'in1k', 224, 15.0, 2.2, 81.5,
-        _BAIDU + '1sgO-UhF27UQrGtfKJzck3A?pwd=6ku9',
-        _CONFIGS + 'conv2former-n_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-t_3rdparty_8xb128_in1k', 'conv2former_t',
-        'tiny', 11, 'in1k', 224, 26.7, 4.4, 83.2,
-        _BAIDU + '1Rfsi5p5usr3UE46jigtlcg?pwd=gwq4',
-        _CONFIGS + 'conv2former-t_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-s_3rdparty_8xb128_in1k', 'conv2former_s',
-        'small', 11, 'in1k', 224, 50.0, 8.7, 84.1,
-        _BAIDU + '16Lu1LcQkOoSQXnZVGxGPxg?pwd=6z6m',
-        _CONFIGS + 'conv2former-s_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-b_3rdparty_8xb128_in1k', 'conv2former_b',
-        'base', 11, 'in1k', 224, 90.0, 15.9, 84.4,
-        _BAIDU + '1q5V1J3jzAoKQis-hx6rTVg?pwd=bdgj',
-        _CONFIGS + 'conv2former-b_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-s_in21k-pre-3rdparty_8xb128_in1k', 'conv2former_s',
-        'small', 11, 'in21k', 224, 50.0, 8.7, 84.9,
-        _BAIDU + '1uMBF5xSvdWa5TCjQ_jlK4g?pwd=1iij',
-        _CONFIGS + 'conv2former-s_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-b-k7_in21k-pre-3rdparty_8xb128_in1k', 'conv2former_b_22k',
-        'base', 7, 'in21k', 224, 90.0, 15.9, 86.2,
-        _BAIDU + '1rkt3NhYQhPPOD5kj67uZCw?pwd=gbj9',
-        _CONFIGS + 'conv2former-b-k7_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-l_in21k-pre-3rdparty_8xb128_in1k', 'conv2former_l',
-        'large', 11, 'in21k', 224, 198.9, 36.0, 87.0,
-        _BAIDU + '1_YYQ_rY9QRkq-m2lv23GPg?pwd=44os',
-        _CONFIGS + 'conv2former-l_8xb128_in1k.py'),
-    ReleasedCheckpoint(
-        'conv2former-l_in21k-pre-3rdparty_8xb128_in1k-384px', 'conv2former_l',
-        'large', 11, 'in21k', 384, 198.9, 106.0, 87.7,
-        _BAIDU + '1vyBaA4UGUX_qlS-ugxpTSQ?pwd=gu0m',
-        _CONFIGS + 'conv2former-l_8xb128_in1k-384px.py'),
+    _released('conv2former-n_3rdparty_8xb128_in1k', 'conv2former_n', 'nano',
+              7, 'in1k', 224, '1sgO-UhF27UQrGtfKJzck3A?pwd=6ku9'),
+    _released('conv2former-t_3rdparty_8xb128_in1k', 'conv2former_t', 'tiny',
+              11, 'in1k', 224, '1Rfsi5p5usr3UE46jigtlcg?pwd=gwq4'),
+    _released('conv2former-s_3rdparty_8xb128_in1k', 'conv2former_s', 'small',
+              11, 'in1k', 224, '16Lu1LcQkOoSQXnZVGxGPxg?pwd=6z6m'),
+    _released('conv2former-b_3rdparty_8xb128_in1k', 'conv2former_b', 'base',
+              11, 'in1k', 224, '1q5V1J3jzAoKQis-hx6rTVg?pwd=bdgj'),
+    _released('conv2former-s_in21k-pre-3rdparty_8xb128_in1k', 'conv2former_s',
+              'small', 11, 'in21k', 224, '1uMBF5xSvdWa5TCjQ_jlK4g?pwd=1iij'),
+    _released('conv2former-b-k7_in21k-pre-3rdparty_8xb128_in1k',
+              'conv2former_b_22k', 'base', 7, 'in21k', 224,
+              '1rkt3NhYQhPPOD5kj67uZCw?pwd=gbj9'),
+    _released('conv2former-l_in21k-pre-3rdparty_8xb128_in1k', 'conv2former_l',
+              'large', 11, 'in21k', 224, '1_YYQ_rY9QRkq-m2lv23GPg?pwd=44os'),
+    _released('conv2former-l_in21k-pre-3rdparty_8xb128_in1k-384px',
+              'conv2former_l', 'large', 11, 'in21k', 384,
+              '1vyBaA4UGUX_qlS-ugxpTSQ?pwd=gu0m'),
 )
 
 

@@ -1,9 +1,29 @@
 import glob
 import os.path as osp
+from typing import List
 
 import yaml
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PRETRAIN = {'in1k': 'ImageNet-1k', 'in21k': 'ImageNet-22k'}
+
+
+def readme_tables(section: str) -> List[List[List[str]]]:
+    """The tables of a README section: rows of cells, header row and
+    separator dropped."""
+    with open(osp.join(REPO, 'README.md')) as f:
+        readme = f.read()
+    text = readme[readme.index(f'## {section}\n'):]
+    text = text[:text.index('\n## ', 1)]
+    tables, rows = [], None
+    for line in text.splitlines() + ['']:
+        if line.startswith('|'):
+            rows = [] if rows is None else rows
+            rows.append([c.strip() for c in line.strip('|').split('|')])
+        elif rows is not None:
+            tables.append(rows[2:])
+            rows = None
+    return tables
 
 
 def test_model_index_lists_existing_configs():
@@ -59,13 +79,72 @@ def test_readme_zoo_table_lists_every_released_file():
     """The README's model zoo: a row per released file with its released
     name, top-1, download link, convert command and config."""
     from mmc2f.zoo import RELEASED
-    with open(osp.join(REPO, 'README.md')) as f:
-        readme = f.read()
-    zoo = readme[readme.index('## Model zoo'):]
-    zoo = zoo[:zoo.index('\n## ', 1)]
-    rows = [line for line in zoo.splitlines() if line.startswith('| ')][1:]
+    rows, = readme_tables('Model zoo')
     assert len(rows) == len(RELEASED)
     for row, ckpt in zip(rows, RELEASED):
+        row = ' | '.join(row)
         for fact in (ckpt.released_as, f'{ckpt.top1}', ckpt.url, ckpt.config,
                      ckpt.converted_path):
             assert fact in row, (ckpt.name, fact)
+
+
+def test_downstream_metafiles_hold_the_papers_numbers():
+    """Every downstream metafile model is a result of mmc2f.paper, in its
+    order, with its FLOPs, parameters, accuracies and crop."""
+    from mmc2f.paper import DOWNSTREAM
+    ours = {r.config: r for r in DOWNSTREAM if r.ours}
+    listed = []
+    for task in ('mask_rcnn', 'cascade_mask_rcnn', 'upernet'):
+        with open(osp.join(REPO, 'configs', task, 'metafile.yml')) as f:
+            models = yaml.safe_load(f)['Models']
+        for model in models:
+            result = ours[model['Config']]
+            meta = model['Metadata']
+            assert meta['FLOPs'] == round(result.flops * 1e9)
+            assert meta.get('Parameters') == (
+                None if result.params is None else round(result.params * 1e6))
+            metrics = {
+                name: value
+                for res in model['Results']
+                for name, value in res['Metrics'].items()
+            }
+            assert metrics == result.metrics, model['Name']
+            if result.crop is not None:
+                assert meta['Crop Size'] == f'({result.crop}, {result.crop})'
+            listed.append(model['Config'])
+    assert listed == list(ours)
+
+
+def test_readme_results_tables_hold_the_papers_numbers():
+    """The paper's columns of the README's results tables, row by row, are
+    mmc2f.paper's results (N's FLOPs with the published code's count)."""
+    from mmc2f.paper import DOWNSTREAM, IMAGENET, ISOTROPIC
+    imagenet, isotropic, coco, ade = readme_tables(
+        'Results of the paper and our status')
+
+    assert len(imagenet) == len(IMAGENET)
+    for row, r in zip(imagenet, IMAGENET):
+        params = f'{r.params:.1f}M'
+        if r.published_params is not None:
+            params += f' (released file: {r.published_params:.1f}M)'
+        flops = f'{r.flops:.1f}G'
+        if r.counted_flops_differ:
+            flops += f' (published code: {r.published_flops:g}G)'
+        assert row[:6] == [r.name, PRETRAIN[r.pretrain], f'{r.resolution}',
+                           params, flops, f'{r.top1}']
+
+    embeds = {'conv': 'one 16x16 conv', 'conv3': 'three convs'}
+    assert [row[:5] for row in isotropic] == [[
+        r.name, embeds[r.patch_embed], f'{r.params:g}M', f'{r.flops:.1f}G',
+        f'{r.top1}'
+    ] for r in ISOTROPIC]
+
+    assert [row[:5] for row in coco] == [[
+        r.method, r.backbone, f'{r.flops:g}G', f'{r.metrics["box AP"]}',
+        f'{r.metrics["mask AP"]}'
+    ] for r in DOWNSTREAM if r.ours and r.method != 'UperNet']
+
+    assert [row[:5] for row in ade] == [[
+        r.backbone, PRETRAIN[r.pretrain], f'{r.crop}',
+        f'{r.params:g}M / {r.flops:g}G', f'{r.metrics["mIoU"]}'
+    ] for r in DOWNSTREAM if r.ours and r.method == 'UperNet']

@@ -42,11 +42,13 @@ import sys
 import time
 from collections import Counter
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.model import revert_sync_batchnorm
+
+from mmc2f.paper import DOWNSTREAM, IMAGENET
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -57,57 +59,48 @@ DEFAULT_SHAPES: Dict[str, Tuple[int, int]] = {
     'mmpretrain': (224, 224),
 }
 
-# The paper's numbers, by config under configs/ (or 'mmdet::' / 'mmseg::'
-# for a config shipped in that package: the paper's ConvNeXt-T baselines,
-# which check the counting convention). params in M (None: the paper gives
-# none), FLOPs in G (multiply-adds), at input `shape` (H, W); `also`: further
-# inputs measured for comparison only.
-PAPER: Dict[str, dict] = {
-    'imagenet/conv2former-n_8xb128_in1k.py': dict(
-        params=15.0, flops=2.33, shape=(224, 224),
-        source='Table 1 N; FLOPs of the published code (paper: 2.2G)'),
-    'imagenet/conv2former-t_8xb128_in1k.py': dict(
-        params=26.7, flops=4.36, shape=(224, 224), source='Table 1 T'),
-    'imagenet/conv2former-s_8xb128_in1k.py': dict(
-        params=50.0, flops=8.71, shape=(224, 224), source='Table 1 S'),
-    'imagenet/conv2former-b_8xb128_in1k.py': dict(
-        params=90.0, flops=15.89, shape=(224, 224), source='Table 1 B'),
-    'imagenet/conv2former-l_8xb128_in1k.py': dict(
-        params=198.9, flops=36.04, shape=(224, 224), source='Table 1 L'),
-    'mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py': dict(
-        params=None, flops=255, shape=(800, 1280), source='Table 9'),
-    'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-t_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
-    dict(params=None, flops=734, shape=(800, 1280), source='Table 9'),
-    'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-s_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
-    dict(params=None, flops=823, shape=(800, 1280), source='Table 9'),
-    'cascade_mask_rcnn/cascade-mask-rcnn_conv2former-b_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
-    dict(params=None, flops=968, shape=(800, 1280), source='Table 9'),
-    'upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py': dict(
-        params=55, flops=931, shape=(512, 2048), source='Table 10'),
-    'upernet/upernet_conv2former-s_8xb2-amp-160k_ade20k-512x512.py': dict(
-        params=78, flops=1021, shape=(512, 2048), source='Table 10'),
-    'upernet/upernet_conv2former-b_8xb2-amp-160k_ade20k-512x512.py': dict(
-        params=119, flops=1171, shape=(512, 2048), source='Table 10'),
-    'upernet/upernet_conv2former-l_in21k-pre_8xb2-amp-160k_ade20k-640x640.py':  # noqa
-    dict(params=230, flops=2483, shape=(640, 2560), also=[(512, 2048)],
-         source="Table 10; the 640-crop model at 2560x640 (ConvNeXt's "
-         'convention for 640 crops) gives 2483G, 2048x512 does not'),
-    'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py':
-    dict(params=None, flops=262, shape=(800, 1280),
-         source='Table 9 ConvNeXt-T baseline'),
-    'mmdet::convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py':  # noqa
-    dict(params=None, flops=741, shape=(800, 1280),
-         source='Table 9 ConvNeXt-T baseline'),
-    'mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py':
-    dict(params=59, flops=940, shape=(512, 2048),
-         source='Table 10 ConvNeXt-T baseline'),
-}
 
 
-def config_path(name: str, configs_dir: str) -> str:
-    """A PAPER key as a file: under configs_dir, or 'pkg::' in pkg's .mim."""
+class PaperTarget(NamedTuple):
+    """A config that ``--paper`` measures, and the figures to compare."""
+    config: str  # under the repository, or 'mmdet::' / 'mmseg::' ...
+    params: Optional[float]  # M; None: the paper gives none
+    flops: float  # G (multiply-adds) at `shape`
+    shape: Tuple[int, int]  # input (H, W)
+    also: Sequence[Tuple[int, int]]  # further inputs, for comparison only
+    source: str
+
+
+def paper_targets() -> List[PaperTarget]:
+    """The configs with a paper number (mmc2f.paper), in its order: the
+    ImageNet models counted on the published code, against that count (for
+    N 2.33G, where the paper's text says 2.2G), then the downstream configs
+    (ours, then the ConvNeXt-T baselines, which check the convention)."""
+    targets = []
+    for r in IMAGENET:
+        if r.published_flops is None:
+            continue
+        source = r.source
+        if r.counted_flops_differ:
+            source += f'; FLOPs of the published code (paper: {r.flops:g}G)'
+        targets.append(PaperTarget(
+            r.config, r.published_params or r.params, r.published_flops,
+            (r.resolution, r.resolution), (), source))
+    targets += [
+        PaperTarget(r.config, r.params, r.flops, r.shape, r.also, r.source)
+        for r in DOWNSTREAM
+    ]
+    return targets
+
+
+PAPER: List[PaperTarget] = paper_targets()
+
+
+def config_path(name: str) -> str:
+    """A PAPER config as a file: in this repository, or 'pkg::' in pkg's
+    .mim."""
     if '::' not in name:
-        return osp.join(configs_dir, name)
+        return osp.join(REPO, name)
     package, name = name.split('::')
     root = osp.dirname(importlib.import_module(package).__file__)
     return osp.join(root, '.mim', 'configs', name)
@@ -258,28 +251,29 @@ def _num(value: Optional[float]) -> str:
     return '-' if value is None else f'{value:g}'
 
 
-def paper_table(configs_dir: str, out=sys.stdout) -> List[dict]:
+def paper_table(out=sys.stdout) -> List[dict]:
     """Measures every PAPER config, printing one row per input as it goes."""
-    width = max(len(osp.basename(name)) for name in PAPER) - 3
+    width = max(len(osp.basename(t.config)) for t in PAPER) - 3
     header = (f'{"config":<{width}} {"input HxW":>9} {"params":>7} '
               f'{"paper":>6} {"diff":>6} {"FLOPs":>8} {"paper":>7} '
               f'{"diff":>7}')
     print(header, file=out)
     print('-' * len(header), file=out)
     rows, notes = [], []
-    for name, ref in PAPER.items():
-        for shape in [ref['shape']] + list(ref.get('also', [])):
-            res = measure(load_config(config_path(name, configs_dir)), shape)
+    for ref in PAPER:
+        name = ref.config
+        for shape in [ref.shape] + list(ref.also):
+            res = measure(load_config(config_path(name)), shape)
             params, flops = res['params'] / 1e6, res['flops'] / 1e9
-            paper_params = ref['params'] if shape == ref['shape'] else None
-            paper_flops = ref['flops'] if shape == ref['shape'] else None
+            paper_params = ref.params if shape == ref.shape else None
+            paper_flops = ref.flops if shape == ref.shape else None
             print(f'{osp.basename(name)[:-3]:<{width}} '
                   f'{shape[0]:>4}x{shape[1]:<4} {params:>7.2f} '
                   f'{_num(paper_params):>6} {_diff(params, paper_params):>6} '
                   f'{flops:>8.2f} {_num(paper_flops):>7} '
-                  f'{_diff(flops, ref["flops"]):>7}', file=out, flush=True)
+                  f'{_diff(flops, ref.flops):>7}', file=out, flush=True)
             rows.append(dict(config=name, shape=shape, **res))
-        notes.append(f'  {osp.basename(name)[:-3]}: {ref["source"]}')
+        notes.append(f'  {osp.basename(name)[:-3]}: {ref.source}')
     print('\nparams in M, FLOPs in G (multiply-adds); diff = ours / paper - 1;'
           ' rows with no paper value: another input, diff against the '
           "paper's FLOPs.\nDetection: 1000 RPN proposals, masks on the first "
@@ -325,7 +319,7 @@ def main(argv=None):
     MMLogger.get_instance('mmengine').setLevel('ERROR')
     if args.paper:
         start = time.perf_counter()
-        paper_table(osp.join(REPO, 'configs'))
+        paper_table()
         print(f'\nTotal time: {time.perf_counter() - start:.0f} s')
         return
     cfg = load_config(args.config, args.cfg_options)
