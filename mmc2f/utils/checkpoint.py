@@ -25,8 +25,8 @@ import pickle
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from typing import (Any, BinaryIO, Callable, Iterator, List, Optional, Tuple,
-                    Union)
+from typing import (Any, BinaryIO, Callable, Dict, Iterable, Iterator, List,
+                    Optional, Tuple, Union)
 
 import numpy as np
 import torch
@@ -350,6 +350,9 @@ def load_pretrained(module: torch.nn.Module,
             f'{filename} holds a {type(state_dict).__name__}, not weights')
     if prefix and not prefix.endswith('.'):
         prefix += '.'  # as mmengine's Pretrained init accepts 'backbone'
+    # A whole model's file (a detector's, or an ImageNet classifier's) holds
+    # the other parts too; loading its backbone is a normal use.
+    others: Dict[str, int] = {}
     if prefix:
         found = {k[len(prefix):]: v for k, v in state_dict.items()
                  if k.startswith(prefix)}
@@ -359,6 +362,10 @@ def load_pretrained(module: torch.nn.Module,
                 f'start {sorted(state_dict)[:3]}); convert released weights '
                 'with tools/model_converters/conv2former_to_mmc2f.py, or set '
                 'the init_cfg prefix to match the file')
+        for key in state_dict:
+            if not key.startswith(prefix):
+                part = key.split('.', 1)[0]
+                others[part] = others.get(part, 0) + 1
         state_dict = found
     own = module.state_dict()
     mismatched = [
@@ -371,14 +378,19 @@ def load_pretrained(module: torch.nn.Module,
             f'{type(module).__name__}; {len(mismatched)} tensors differ in '
             f'shape, e.g. {mismatched[:3]}')
     if not own.keys() & state_dict.keys():
+        hint = _prefix_of(state_dict.keys(), own.keys())
         raise CheckpointLoadError(
             f'{filename} has no weight of this {type(module).__name__}: none '
             f'of its keys (e.g. {sorted(state_dict)[:3]}) is a parameter '
-            f'name of the model (e.g. {sorted(own)[:3]})')
+            f'name of the model (e.g. {sorted(own)[:3]})' +
+            (f'; they are there under {hint!r}: set the init_cfg prefix to '
+             f'{(prefix or "") + hint!r}' if hint else ''))
     missing, unexpected = module.load_state_dict(state_dict, strict=False)
     print_log(
         f'Loaded {len(own) - len(missing)}/{len(own)} tensors of '
-        f'{type(module).__name__} from {filename}', logger='current')
+        f'{type(module).__name__} from {filename}' +
+        (f' (not loaded: the tensors outside {prefix!r}, {others})'
+         if others else ''), logger='current')
     if missing or unexpected:
         print_log(
             f'Partial load from {filename}: missing in the file (kept at '
@@ -386,3 +398,15 @@ def load_pretrained(module: torch.nn.Module,
             f'model (ignored): {unexpected}',
             logger='current',
             level=logging.WARNING)
+
+
+def _prefix_of(keys: Iterable[str], names: Iterable[str]) -> Optional[str]:
+    """The prefix under which ``keys`` hold some of ``names``
+    (``'backbone.'`` for a detector's file and a backbone's names)."""
+    names = set(names)
+    for key in keys:
+        parts = key.split('.')
+        for i in range(1, len(parts)):
+            if '.'.join(parts[i:]) in names:
+                return '.'.join(parts[:i]) + '.'
+    return None

@@ -12,6 +12,8 @@ from typing import Callable, Dict
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from .model_check import check_feature_channels
+
 
 def _mmdet_show(cfg: Config, show_dir: str) -> None:
     cfg.default_hooks.visualization.update(draw=True, test_out_dir=show_dir)
@@ -138,5 +140,9 @@ def build_runner(cfg: Config) -> Runner:
         _setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    # Before any data loads: a neck that cannot take the backbone's maps.
+    check_feature_channels(cfg.model, runner.model)
+    return runner

@@ -189,17 +189,19 @@ def _pretrained_backbone(path, arch=dict(channels=[16, 32, 48, 64],
                                      prefix='backbone.'))
 
 
-def _save_backbone_checkpoint(path, arch, drop=()):
+def _save_backbone_checkpoint(path, arch, drop=(), others=None, **kwargs):
+    """A checkpoint of a Conv2Former under 'backbone.' (and ``others``, the
+    rest of a whole model); every tensor distinct from a fresh init's."""
     from mmc2f.models import Conv2Former
-    model = Conv2Former(arch)
+    model = Conv2Former(arch, **kwargs)
     model.init_weights()
-    with torch.no_grad():  # every tensor distinct from a fresh init's
+    with torch.no_grad():
         for value in model.state_dict().values():
             if value.is_floating_point():
                 value.add_(torch.rand_like(value))
-    torch.save({'state_dict': {'backbone.' + k: v
-                               for k, v in model.state_dict().items()
-                               if k not in drop}}, path)
+    state_dict = {'backbone.' + k: v for k, v in model.state_dict().items()
+                  if k not in drop}
+    torch.save({'state_dict': dict(state_dict, **(others or {}))}, path)
     return model
 
 
@@ -343,3 +345,36 @@ def test_bytes_with_arguments_is_refused(tmp_path):
     with pytest.raises(CheckpointLoadError,
                        match=r'Refused.*bytes\(\) with arguments'):
         safe_torch_load(path)
+
+
+def test_detector_checkpoint_as_backbone_pretrained(tmp_path, monkeypatch):
+    """A detector's checkpoint where an ImageNet file is expected: its
+    trained backbone is what ``prefix='backbone.'`` selects, so it loads
+    (out norms included), as an ImageNet classifier's file with its neck and
+    head does; the log names what was left out. Without the prefix, the
+    error names the prefix to set."""
+    from mmc2f.models import Conv2Former
+    path = str(tmp_path / 'mask-rcnn.pth')
+    source = _save_backbone_checkpoint(
+        path, SMALL, out_norm=True, out_indices=(0, 1, 2, 3),
+        others={'neck.lateral_convs.0.conv.weight': torch.zeros(1),
+                'neck.fpn_convs.0.conv.weight': torch.zeros(1),
+                'rpn_head.rpn_conv.weight': torch.zeros(1)})
+    logged = []
+    monkeypatch.setattr('mmc2f.utils.checkpoint.print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    backbone = _pretrained_backbone(path)
+    backbone.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(backbone.state_dict()[key], value), key
+    total = len(source.state_dict())
+    assert logged == [
+        f'Loaded {total}/{total} tensors of Conv2Former from {path} (not '
+        "loaded: the tensors outside 'backbone.', {'neck': 2, "
+        "'rpn_head': 1})"]
+    unprefixed = Conv2Former(SMALL, init_cfg=dict(type='Pretrained',
+                                                  checkpoint=path))
+    with pytest.raises(CheckpointLoadError,
+                       match="under 'backbone.': set the init_cfg prefix to "
+                       "'backbone.'"):
+        unprefixed.init_weights()
