@@ -1,5 +1,4 @@
 import os
-import os.path as osp
 import re
 import subprocess
 import sys
@@ -114,36 +113,62 @@ def test_unknown_model_is_an_error(name, message):
 
 def test_check_catches_a_different_computation(monkeypatch):
     """A model that computes something else is refused before timing."""
-    monkeypatch.syspath_prepend(osp.dirname(TOOL))
-    import benchmark
-    monkeypatch.setattr(benchmark, '_STATE_DICTS', {})
-    args = benchmark.parse_args(['--models', 'conv2former-n', 'released-n',
-                                 '--shape', '1', '3', '64', '64'])
+    from mmc2f.analysis.benchmark import models
+    from mmc2f.analysis.benchmark.numerics import check_outputs
+    from mmc2f.analysis.benchmark.spec import RunSpec
+    monkeypatch.setattr(models, '_STATE_DICTS', {})
+    run = RunSpec(models=('conv2former-n', 'released-n'),
+                  shape=(1, 3, 64, 64)).resolved()
     device = torch.device('cpu')
-    entries = benchmark.build_entries(args, device)
-    benchmark.check_outputs(entries, args, device)  # passes as built
+    entries = models.build_entries(run, device)
+    check_outputs(entries, run, device)  # passes as built
     assert entries[0].err < 1e-4 and entries[1].err < 1e-4
     with torch.no_grad():
         entries[0].module.stages[2][3].attn.v.weight.mul_(1.01)
     with pytest.raises(SystemExit, match='conv2former-n: max rel err'):
-        benchmark.check_outputs(entries, args, device)
+        check_outputs(entries, run, device)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(models=('conv2former-n', ), shape=(1, 2, 3)), '--shape takes'),
+    (dict(), 'nothing to time'),
+    (dict(models=('conv2former-n', ), repeats=0), '--repeats must be'),
+    (dict(models=('conv2former-n', 'conv2former-n')), 'named twice'),
+    (dict(models=('conv2former-n', ), baseline='released-n'),
+     '--baseline released-n is not among'),
+])
+def test_run_spec_refuses_what_cannot_run(kwargs, message):
+    """The goal runs are RunSpecs built in code: they get the checks that
+    the command line's options get, with the same messages."""
+    from mmc2f.analysis.benchmark.spec import RunSpec
+    with pytest.raises(ValueError, match=message):
+        RunSpec(**kwargs).resolved()
+    run = RunSpec(models=('conv2former-n', 'released-n'),
+                  shape=(64, 64)).resolved()
+    assert (run.shape, run.baseline, run.amp_dtype) == (
+        (1, 3, 64, 64), 'conv2former-n', 'bf16')
 
 
 def test_goals_in_one_command(monkeypatch, capsys):
     """--goals runs every run the machine can do (the GPU one is skipped
     without CUDA) and prints each goal's ratio, computed from the tables
     above it, against its target, and the ONNX check."""
-    monkeypatch.syspath_prepend(osp.dirname(TOOL))
-    import benchmark
-    small = {  # the real runs at sizes a test can afford
-        name: run.replace('800 1216', '64 96').replace('224 224', '64 64')
-        .replace('--shape 128', '--shape 2')
-        for name, run in benchmark.GOAL_RUNS.items()
+    import dataclasses
+
+    from mmc2f.analysis.benchmark import cli, goals
+
+    def small(shape):  # the real runs at sizes a test can afford
+        n, c, h, w = shape
+        return (2 if n == 128 else n, c) + ((64, 96) if (h, w) == (
+            800, 1216) else (64, 64))
+
+    runs = {
+        name: dataclasses.replace(run, shape=small(run.shape))
+        for name, run in goals.GOAL_RUNS.items()
     }
-    monkeypatch.setattr(benchmark, 'GOAL_RUNS', small)
-    monkeypatch.setattr(benchmark.torch.cuda, 'is_available', lambda: False)
-    benchmark.main(['--goals', '--threads', '1', '--repeats', '1',
-                    '--warmup', '0'])
+    monkeypatch.setattr(goals, 'GOAL_RUNS', runs)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cli.main(['--goals', '--threads', '1', '--repeats', '1', '--warmup', '0'])
     out = capsys.readouterr().out
     assert '## gpu: skipped, no CUDA device' in out
     tables = {}
@@ -156,25 +181,29 @@ def test_goals_in_one_command(monkeypatch, capsys):
     assert 'input 1x3x64x96' not in tables['detection']  # plain table
     det = parse_plain(tables['detection'])
     assert det['conv2former-t']['input'] == '1x3x64x96'
+    assert parse_plain(tables['classification'])['conv2former-t'][
+        'input'] == '8x3x64x64'
     train = parse_plain(tables['training'])
-    goals = {}
+    goal_rows = {}
     for line in tables['goals'].splitlines()[2:]:
-        if line.strip():
+        if line.strip() and set(line) != {'-'}:
             what, *cells = re.split(r'\s{2,}', line.strip())
-            goals[what] = cells
+            goal_rows[what] = cells
+    assert list(goal_rows) == [g.what for g in goals.GOALS] + [
+        goals.ONNX_GOAL.what]
     ratio = (float(det['conv2former-t']['median_ms']) /
              float(det['convnext-t']['median_ms']))
-    measured, target, reached = goals[
+    measured, target, reached = goal_rows[
         'inference 1x3x800x1216, mmc2f / ConvNeXt-T']
     assert float(measured) == pytest.approx(ratio, rel=0.01)
     assert target == '<= 1'
     assert reached == ('yes' if float(measured) <= 1 else 'no')
     memory = (float(train['conv2former-t+cp']['peak_MiB'].rstrip('*')) /
               float(train['conv2former-t']['peak_MiB'].rstrip('*')))
-    assert float(goals['train step peak memory, with_cp / without'][0]) == \
-        pytest.approx(memory, rel=0.01, abs=0.002)
-    assert goals['GPU throughput, batch 128 AMP, mmc2f / released'][0] == \
-        'not run'
-    err, target, reached = goals[
+    assert float(goal_rows['train step peak memory, with_cp / without'][0]) \
+        == pytest.approx(memory, rel=0.01, abs=0.002)
+    assert goal_rows['GPU throughput, batch 128 AMP, mmc2f / released'] == [
+        'not run', '<= 1', '-']
+    err, target, reached = goal_rows[
         'ONNX opset 17, onnxruntime vs PyTorch, max rel err']
     assert float(err) < 1e-4 and (target, reached) == ('< 1e-4', 'yes')

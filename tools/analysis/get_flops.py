@@ -46,8 +46,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.model import revert_sync_batchnorm
 
+from mmc2f.analysis.config_model import build_model, load_config
 from mmc2f.paper import DOWNSTREAM, IMAGENET
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -58,7 +58,6 @@ DEFAULT_SHAPES: Dict[str, Tuple[int, int]] = {
     'mmseg': (512, 2048),
     'mmpretrain': (224, 224),
 }
-
 
 
 class PaperTarget(NamedTuple):
@@ -104,35 +103,6 @@ def config_path(name: str) -> str:
     package, name = name.split('::')
     root = osp.dirname(importlib.import_module(package).__file__)
     return osp.join(root, '.mim', 'configs', name)
-
-
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if cfg.get('default_scope') not in DEFAULT_SHAPES:
-        raise ValueError(f'{path}: default_scope={cfg.get("default_scope")!r}'
-                         f', expected one of {sorted(DEFAULT_SHAPES)}')
-    cfg.model.backbone.init_cfg = None  # no checkpoint to load
-    return cfg
-
-
-def build_model(cfg: Config) -> torch.nn.Module:
-    scope = cfg.default_scope
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-    elif scope == 'mmseg':
-        from mmseg.registry import MODELS
-        from mmseg.utils import register_all_modules
-    else:
-        from mmpretrain.registry import MODELS
-        from mmpretrain.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    model = MODELS.build(cfg.model)
-    if scope == 'mmseg' and getattr(model, 'auxiliary_head', None) is not None:
-        model.auxiliary_head = None  # as mmseg's get_flops.py
-    return revert_sync_batchnorm(model).eval()
 
 
 def _data_sample(scope: str, shape: Tuple[int, int]):

@@ -1,0 +1,102 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""One benchmark run as data: what the command line's options say, checked
+and completed once (:meth:`RunSpec.resolved`), then read by every part."""
+import dataclasses
+import os.path as osp
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+SIZES = dict(n='nano', t='tiny', s='small', b='base', l='large')
+# Model families of --models and the sizes each has.
+FAMILIES = {
+    'conv2former': 'ntsbl',
+    'released': 'ntsbl',
+    'convnext': 'tsbl',
+    'swin': 'tsbl',
+}
+
+
+def parse_model_name(name: str) -> Tuple[str, str, bool]:
+    """(family, arch, whether ``+cp`` asks for gradient checkpointing)."""
+    match = re.fullmatch(r'([a-z0-9]+)-([a-z])(\+cp)?', name)
+    if not match or match.group(1) not in FAMILIES or \
+            match.group(2) not in FAMILIES[match.group(1)]:
+        valid = ', '.join(f'{f}-{{{",".join(s)}}}'
+                          for f, s in FAMILIES.items())
+        raise ValueError(f'Unknown model {name!r}; valid: {valid}, each '
+                         'but released-* optionally with +cp')
+    if match.group(3) and match.group(1) == 'released':
+        raise ValueError(f'{name}: the released code has no gradient '
+                         'checkpointing')
+    return match.group(1), SIZES[match.group(2)], bool(match.group(3))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: models and configs timed side by side on one input.
+
+    Attributes:
+        models: ``--models`` names (see :mod:`.models`).
+        configs: Config files whose whole model is timed (``--config``).
+        cfg_options: Overrides for the configs.
+        shape: Input N C H W (H W before :meth:`resolved`: N=1, C=3).
+        repeats: Timed rounds (every model once per round).
+        warmup: Untimed calls per model before the rounds.
+        baseline: The label the ratios divide by (default: the first).
+        channels_last: Models and input in channels-last memory format.
+        amp: Under autocast, in ``amp_dtype`` (default: bf16 on CPU, fp16
+            on CUDA).
+        device: ``'cpu'`` or ``'cuda'``.
+        threads: ``torch.set_num_threads`` (None: torch's).
+        train: A forward and backward per call, and peak memory.
+        with_cp: Gradient checkpointing for every model that has it.
+        markdown: Tables in markdown.
+    """
+    models: Tuple[str, ...] = ()
+    configs: Tuple[str, ...] = ()
+    cfg_options: Optional[dict] = None
+    shape: Tuple[int, ...] = (1, 3, 224, 224)
+    repeats: int = 10
+    warmup: int = 3
+    baseline: Optional[str] = None
+    channels_last: bool = False
+    amp: bool = False
+    amp_dtype: Optional[str] = None
+    device: str = 'cpu'
+    threads: Optional[int] = None
+    train: bool = False
+    with_cp: bool = False
+    markdown: bool = False
+
+    def labels(self) -> List[str]:
+        """The table's model labels: the --models names, then the configs'
+        file names."""
+        return list(self.models) + [
+            osp.splitext(osp.basename(c))[0] for c in self.configs
+        ]
+
+    def resolved(self) -> 'RunSpec':
+        """The run checked (ValueError says what is wrong) and its defaults
+        filled in."""
+        shape = tuple(self.shape)
+        if len(shape) == 2:
+            shape = (1, 3) + shape
+        if len(shape) != 4:
+            raise ValueError('--shape takes N C H W (or H W)')
+        if not self.models and not self.configs:
+            raise ValueError('nothing to time: give --models and/or --config')
+        for name in self.models:
+            parse_model_name(name)
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError('--repeats must be >= 1 and --warmup >= 0')
+        amp_dtype = self.amp_dtype or ('fp16' if self.device == 'cuda' else
+                                       'bf16')
+        labels = self.labels()
+        if len(set(labels)) != len(labels):
+            raise ValueError(f'a model is named twice: {labels}')
+        baseline = self.baseline or labels[0]
+        if baseline not in labels:
+            raise ValueError(f'--baseline {baseline} is not among {labels}')
+        return dataclasses.replace(self, shape=shape, amp_dtype=amp_dtype,
+                                   baseline=baseline)
