@@ -203,6 +203,8 @@ def _load(file: Union[str, BinaryIO], map_location: MapLocation,
             f'loaded ({reason}). If you trust this file, allow it explicitly '
             f'with {TRUST_ENV}={origin.trust_key} (entries separated by '
             f'"{os.pathsep}")') from None
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # the file may be fine: the memory (of map_location) is short
     except Exception as e:
         # Damaged content fails anywhere in the zip reader or the unpickler,
         # with any error type (IndexError, KeyError, UnicodeDecodeError,

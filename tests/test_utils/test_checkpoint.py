@@ -166,6 +166,17 @@ def test_missing_and_corrupt_files(tmp_path):
         assert path in str(e.value)
 
 
+def test_out_of_memory_is_not_called_damage(tmp_path):
+    path = str(tmp_path / 'good.pth')
+    torch.save({'w': torch.ones(3)}, path)
+
+    def full_device(storage, location):
+        raise torch.cuda.OutOfMemoryError('CUDA out of memory')
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        safe_torch_load(path, map_location=full_device)
+
+
 def test_no_global_change_to_torch(tmp_path):
     """Loading through mmc2f leaves torch.load's allowlist as it was."""
     path = str(tmp_path / 'np.pth')
