@@ -111,7 +111,8 @@ def batch_tiles(num_images: int, height: int, row_bytes: int,
         per_tile = budget // image_bytes
         return [(slice(i, min(i + per_tile, num_images)), 0, height)
                 for i in range(0, num_images, per_tile)]
-    # Two rows of each band are context for the 3x3 conv (see mlp_residual_).
+    # Two rows of each band are context for the 3x3 conv (see
+    # add_mlp_residual_inplace).
     rows = max(budget // row_bytes - 2, 8)
     return [(slice(i, i + 1), r, min(r + rows, height))
             for i in range(num_images) for r in range(0, height, rows)]
@@ -132,8 +133,8 @@ def modulation_residual(attn: nn.Module, x: torch.Tensor,
     return conv_binary(attn.proj, z, x, 'add', gamma)
 
 
-def mlp_residual_(mlp: nn.Module, x: torch.Tensor,
-                  gamma: Optional[torch.Tensor]) -> torch.Tensor:
+def add_mlp_residual_inplace(mlp: nn.Module, x: torch.Tensor,
+                             gamma: Optional[torch.Tensor]) -> torch.Tensor:
     """Adds ``gamma * mlp(x)`` for a ``ConvMLP`` to ``x`` in place, tile by
     tile (:data:`MLP_TILE_BYTES`) when ``x`` is channels last."""
     num_images, _, height, width = x.shape
@@ -159,7 +160,7 @@ def block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A ``Conv2FormerBlock`` in eval mode: both residual branches fused."""
     # The MLP may add in place: its input is the modulation's fresh output.
     x = modulation_residual(block.attn, x, block.layer_scale_1)
-    return mlp_residual_(block.mlp, x, block.layer_scale_2)
+    return add_mlp_residual_inplace(block.mlp, x, block.layer_scale_2)
 
 
 def fold_batch_norm(bn: nn.BatchNorm2d, conv: nn.Conv2d
