@@ -5,16 +5,23 @@
 #   bash tools/setup_env.sh              # creates ./.venv (or uses the active venv/conda env)
 #   MMC2F_VENV=/path/env bash tools/setup_env.sh
 #
-# Why it is a script and not a requirements file: mmcv 2.1.0 ships only as source, must be
-# compiled against the torch that is installed, and pip's wheel cache would happily reuse an
-# mmcv built against another torch. We compile once per (torch, CUDA, Python) and keep the
-# wheel under a key that names them.
+# Why it is a script and not a requirements file: mmcv 2.1.0 ships on PyPI only as source, must
+# be compiled against the torch that is installed, and pip's wheel cache would happily reuse an
+# mmcv built against another torch. An mmcv 2.1.0 whose ops already run with the installed
+# torch is kept (e.g. OpenMMLab's prebuilt wheel); otherwise we compile once per (torch, CUDA,
+# Python, build recipe) and keep the wheel under a key that names them. What else the
+# environment has is kept too, where the requirements allow its version.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MMCV_VERSION=2.1.0
 TORCH_PIN="torch==2.14.1"          # used only when the environment has no torch yet
 TORCHVISION_PIN="torchvision==0.29.1"
+# setuptools: < 82, which removed pkg_resources (mmcv 2.1.0's setup.py and mmengine 0.10.7 import
+# it), and >= 77.0.3 for torch 2.14.1. (setuptools 70.0 lacks pkg_resources.packaging, which
+# the extension builder of older torch imports; 80.9 has it.) This version goes into an
+# environment whose setuptools lacks pkg_resources; one that has it is kept.
+SETUPTOOLS_PIN="setuptools==80.9.0"
 CACHE="${MMC2F_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmc2f}"
 JOBS="${MAX_JOBS:-$(nproc)}"
 
@@ -37,8 +44,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
-"$PY" -c 'import sys; assert sys.version_info >= (3, 8), sys.version' \
-  || die "Python >= 3.8 is required, $PY is $("$PY" -V 2>&1)"
+# The tested Python; torch 2.14.1 needs >= 3.10 and the lock file's versions (numpy 2.4.6, ...) 3.11.
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+  || die "Python >= 3.11 is required, $PY is $("$PY" -V 2>&1); create the environment with \
+another one, e.g. PYTHON=python3.11 bash tools/setup_env.sh (an environment that already has \
+torch, mmcv 2.1.0 and the OpenMMLab libraries needs only: pip install -e .)"
 log "environment: $VENV ($("$PY" -V 2>&1))"
 
 # 2. torch: keep the user's (e.g. a CUDA build), install the pinned one only when absent.
@@ -52,11 +62,32 @@ fi
 (mmpretrain needs it). Install the torchvision release that matches your torch \
 (https://github.com/pytorch/vision#installation), then run this script again."
 
-# setuptools < 70: mmcv 2.1.0's setup.py imports pkg_resources. Pinned after torch, whose
-# metadata asks for a newer one that it does not need at run time.
-"${PIP[@]}" install -q "setuptools==69.5.1" "wheel==0.45.1" "ninja==1.13.0"
+# Pins for what the environment lacks: the lock file's versions and the build tools'; what it
+# has is kept unless a requirement rules its version out. torch and torchvision stay as found
+# or installed above, so that no dependency swaps them.
+PINS="$VENV/.mmc2f-pins.txt"
+"$PY" - "$ROOT/requirements/lock.txt" "$SETUPTOOLS_PIN" "wheel==0.45.1" "ninja==1.13.0" >"$PINS" <<'PY'
+import re, sys, warnings
+from importlib.metadata import PackageNotFoundError, version
+lock, setuptools, build_tools = sys.argv[1], sys.argv[2], sys.argv[3:]
+for name in ('torch', 'torchvision'):
+    print(f'{name}=={version(name)}')
+try:
+    warnings.simplefilter('ignore')  # pkg_resources' deprecation notice
+    import pkg_resources  # noqa: F401
+except ImportError:  # no setuptools, or >= 82
+    print(setuptools)
+for pin in build_tools + [line.split('#')[0].strip() for line in open(lock)]:
+    try:
+        if pin:
+            version(re.split(r'[=<>!~;\[ ]', pin, maxsplit=1)[0])
+    except PackageNotFoundError:
+        print(pin)
+PY
 
-# 3. mmcv with compiled ops, built once per torch build / CUDA / Python.
+# 3. mmcv 2.1.0 with compiled ops. A working one is kept, whoever installed it (this script,
+# OpenMMLab's prebuilt wheels, conda); otherwise a wheel is compiled once per (torch build,
+# CUDA, Python, build recipe) and cached.
 read -r TORCH_KEY WITH_CUDA < <("$PY" - <<'PY'
 import shutil, sys, torch
 cuda = torch.version.cuda if (torch.cuda.is_available() and shutil.which('nvcc')) else None
@@ -64,66 +95,101 @@ key = f"torch{torch.__version__}-{torch.version.git_version[:10]}-{'cu' + cuda i
 print(key.replace('+', '_'), int(cuda is not None))
 PY
 )
-WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION/$TORCH_KEY"
-mmcv_ok() { "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'; from mmcv.ops import RoIAlign" 2>/dev/null; }
-if mmcv_ok && [[ -f "$VENV/.mmcv-build-key" && "$(cat "$VENV/.mmcv-build-key")" == "$TORCH_KEY" ]]; then
-  log "mmcv $MMCV_VERSION with ops already installed for $TORCH_KEY"
+
+# Exit status 0 when mmcv is $MMCV_VERSION and its ops load and compute with this torch: NMS
+# and RoIAlign on the CPU, and on the GPU too when CUDA ops are wanted. Otherwise the last
+# line says why.
+check_mmcv() {
+  "$PY" - "$MMCV_VERSION" "$WITH_CUDA" <<'PY'
+import sys
+wanted, cuda = sys.argv[1], sys.argv[2] == '1'
+try:
+    import mmcv
+except ImportError as error:
+    sys.exit(f'mmcv is not installed ({error})')
+if mmcv.__version__ != wanted:
+    sys.exit(f'mmcv {mmcv.__version__} is installed; mmdet 3.3 needs mmcv < 2.2.0 '
+             f'and mmc2f is tested with {wanted}')
+import torch
+try:
+    from mmcv.ops import RoIAlign, nms
+    for device in ['cpu'] + ['cuda'] * cuda:
+        boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]],
+                             device=device)
+        _, keep = nms(boxes, torch.tensor([.9, .8, .7], device=device), 0.5)
+        assert keep.tolist() == [0, 2], f'nms on {device} kept {keep.tolist()}'
+        # Over the whole map of 4y+x, bilinear samples average to the map's mean.
+        feat = torch.arange(16., device=device).view(1, 1, 4, 4)
+        rois = torch.tensor([[0., 0, 0, 4, 4]], device=device)
+        pooled = RoIAlign((1, 1), 1.0, sampling_ratio=2, aligned=True)(feat, rois)
+        assert abs(pooled.item() - 7.5) < 1e-4, f'RoIAlign on {device}: {pooled.item()}'
+except Exception as error:  # an ABI mismatch shows as ImportError, OSError, ...
+    sys.exit(f'mmcv {wanted} is installed but its compiled ops do not work with torch '
+             f'{torch.__version__}: {type(error).__name__}: {error}')
+PY
+}
+
+# Downloads the mmcv source and compiles a wheel into $1. Its text (`declare -f`) is hashed
+# into the cache key below, so a changed recipe never reuses a wheel of an older one.
+build_mmcv_wheel() {
+  local wheel_dir="$1" build src start pid step
+  # mmcv 2.1.0's setup.py imports pkg_resources (see SETUPTOOLS_PIN).
+  "${PIP[@]}" install -q -c "$PINS" "setuptools<82" wheel ninja
+  build="$(mktemp -d)"
+  trap "rm -rf '$build'" EXIT  # expanded now: the trap runs after this function's locals are gone
+  "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$build" \
+    || die "could not download the mmcv $MMCV_VERSION source"
+  tar -xzf "$build/mmcv-$MMCV_VERSION.tar.gz" -C "$build"
+  src="$build/mmcv-$MMCV_VERSION"
+  # torch >= 2.14's headers require C++20; mmcv's setup.py hard-codes -std=c++17.
+  if grep -rqs "C++20 or later compatible compiler is required" "$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"; then
+    sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+    log "torch needs C++20: patched mmcv's -std flag"
+  fi
+  log "compiling mmcv $MMCV_VERSION ops for $TORCH_KEY (CUDA ops: $WITH_CUDA, $JOBS jobs; ~10 min on 2 cores without CUDA)"
+  mkdir -p "$wheel_dir.partial"
+  # The build log goes to a file; its ninja '[n/N]' lines are the progress shown.
+  (cd "$src" && MMCV_WITH_OPS=1 FORCE_CUDA="$WITH_CUDA" MAX_JOBS="$JOBS" \
+    "${PIP[@]}" wheel -v --no-deps --no-build-isolation --no-cache-dir -w "$wheel_dir.partial" . \
+    >"$build/build.log" 2>&1) &
+  pid=$!
+  start=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 15
+    step="$(grep -oE '\[[0-9]+/[0-9]+\]' "$build/build.log" | tail -1 || true)"
+    log "  compiling mmcv ops: ${step:-preparing} ($((SECONDS - start)) s)"
+  done
+  if ! wait "$pid"; then
+    tail -40 "$build/build.log" >&2
+    die "mmcv build failed; full log above (last 40 lines)"
+  fi
+  # Publish the wheel atomically so an interrupted build is never mistaken for a finished one.
+  rm -rf "$wheel_dir" && mv "$wheel_dir.partial" "$wheel_dir"
+  log "mmcv built in $((SECONDS - start)) s, cached in $wheel_dir"
+}
+
+if reason="$(check_mmcv 2>&1)"; then
+  log "keeping the installed mmcv $MMCV_VERSION: its ops run with torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
-  if ! ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
-    log "compiling mmcv $MMCV_VERSION ops for $TORCH_KEY (CUDA ops: $WITH_CUDA, $JOBS jobs; ~7 min on 2 cores)"
-    BUILD="$(mktemp -d)"
-    trap 'rm -rf "$BUILD"' EXIT
-    "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$BUILD" \
-      || die "could not download the mmcv $MMCV_VERSION source"
-    tar -xzf "$BUILD"/mmcv-$MMCV_VERSION.tar.gz -C "$BUILD"
-    SRC="$BUILD/mmcv-$MMCV_VERSION"
-    # torch >= 2.14's headers require C++20; mmcv's setup.py hard-codes -std=c++17.
-    if grep -rqs "C++20 or later compatible compiler is required" "$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"; then
-      sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-      log "torch needs C++20: patched mmcv's -std flag"
-    fi
-    mkdir -p "$WHEEL_DIR.partial"
-    # The build log goes to a file; its ninja '[n/N]' lines are the progress shown.
-    (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA="$WITH_CUDA" MAX_JOBS="$JOBS" \
-      "${PIP[@]}" wheel -v --no-deps --no-build-isolation --no-cache-dir -w "$WHEEL_DIR.partial" . \
-      >"$BUILD/build.log" 2>&1) &
-    BUILD_PID=$!
-    START=$SECONDS
-    while kill -0 "$BUILD_PID" 2>/dev/null; do
-      sleep 15
-      step="$(grep -oE '\[[0-9]+/[0-9]+\]' "$BUILD/build.log" | tail -1 || true)"
-      log "  compiling mmcv ops: ${step:-preparing} ($((SECONDS - START)) s)"
-    done
-    if ! wait "$BUILD_PID"; then
-      tail -40 "$BUILD/build.log" >&2
-      die "mmcv build failed; full log above (last 40 lines)"
-    fi
-    # Publish the wheel atomically so an interrupted build is never mistaken for a finished one.
-    rm -rf "$WHEEL_DIR" && mv "$WHEEL_DIR.partial" "$WHEEL_DIR"
-    log "mmcv built in $((SECONDS - START)) s, cached in $WHEEL_DIR"
+  log "installing mmcv $MMCV_VERSION with ops: ${reason##*$'\n'}"
+  RECIPE="$(declare -f build_mmcv_wheel | sha1sum | cut -c1-8)"
+  WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION/$TORCH_KEY-$RECIPE"
+  if ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
+    log "reusing the mmcv wheel built for $TORCH_KEY from $WHEEL_DIR"
   else
-    log "reusing mmcv wheel built for $TORCH_KEY from $WHEEL_DIR"
+    (build_mmcv_wheel "$WHEEL_DIR")  # a subshell: its trap stays there
   fi
   "${PIP[@]}" install -q --force-reinstall --no-deps "$WHEEL_DIR"/mmcv-*.whl
-  echo "$TORCH_KEY" >"$VENV/.mmcv-build-key"
+  reason="$(check_mmcv 2>&1)" || die "the mmcv just installed does not work: ${reason##*$'\n'}"
 fi
 
-# 4. The OpenMMLab libraries, what they import without declaring, and mmc2f, pinned by the lock file.
+# 4. The OpenMMLab libraries, what they import without declaring, and mmc2f.
 log "installing mmengine, mmdet, mmsegmentation, mmpretrain and mmc2f"
-# The torch found or installed above is pinned so that no dependency swaps it.
-KEEP="$VENV/.mmc2f-keep-torch.txt"
-"$PY" - >"$KEEP" <<'PY'
-from importlib.metadata import version
-for name in ('torch', 'torchvision'):
-    print(f'{name}=={version(name)}')
-PY
-"${PIP[@]}" install -q -c "$ROOT/requirements/lock.txt" -c "$KEEP" \
+"${PIP[@]}" install -q -c "$PINS" \
   -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt"
-"${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
-# setuptools < 70 at run time too (mmengine imports pkg_resources); alone and without
-# dependencies, so that pip does not trade torch for an older one that accepts it.
-"${PIP[@]}" install -q --no-deps "setuptools==69.5.1"
-
+# PEP 660: setuptools >= 80 runs `setup.py develop` as a pip call with build isolation, which
+# would fetch setuptools from the index again.
+"${PIP[@]}" install -q --no-build-isolation --no-deps --use-pep517 -e "$ROOT"
 "$PY" -c "import mmc2f, mmdet.models, mmseg.models, mmpretrain.models; from mmcv.ops import RoIAlign; \
 print('mmc2f', mmc2f.__version__, 'ready')"
 log "done. Activate with: source $VENV/bin/activate"

@@ -1,0 +1,116 @@
+"""tools/setup_env.sh and ``pip install -e .`` in an environment that already
+has torch, a working mmcv 2.1.0 and the OpenMMLab libraries.
+
+That environment is faked cheaply: a new virtual environment whose
+site-packages holds only a .pth file adding the test run's own
+site-packages (its packages and .pth files, this repository's editable
+install included). pip installs into the new one and never removes what
+lies outside it, and runs with no index: anything it would have to fetch
+fails the test instead of being downloaded.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+from tests.test_e2e.helpers import REPO
+
+SETUP = osp.join(REPO, 'tools/setup_env.sh')
+
+
+def make_env(root) -> str:
+    """A virtual environment that sees the current one's packages; the path
+    of its site-packages."""
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', root],
+                   check=True)
+    site = subprocess.run(
+        [osp.join(root, 'bin', 'python'), '-c',
+         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    with open(osp.join(site, 'mmc2f_test_stack.pth'), 'w') as f:
+        f.write('import site; site.addsitedir('
+                f"{sysconfig.get_paths()['purelib']!r})\n")
+    return site
+
+
+def offline_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('VIRTUAL_ENV', 'CONDA_PREFIX') and
+           not k.startswith('PIP_')}
+    return dict(env, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX='1', **extra)
+
+
+def run_setup(tmp_path, venv) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ['bash', SETUP], cwd=REPO, capture_output=True, text=True,
+        timeout=600, env=offline_env(MMC2F_VENV=str(venv),
+                                     MMC2F_CACHE=str(tmp_path / 'cache')))
+
+
+def installed_here(venv, site) -> list:
+    """Distributions installed in the new environment itself."""
+    out = subprocess.run(
+        [osp.join(venv, 'bin', 'python'), '-m', 'pip', 'list', '--path', site,
+         '--format', 'json'], check=True, capture_output=True, text=True,
+        env=offline_env()).stdout
+    return sorted(d['name'] for d in json.loads(out))
+
+
+def test_setup_keeps_a_working_mmcv_and_installs_only_mmc2f(tmp_path):
+    venv = tmp_path / 'env'
+    site = make_env(venv)
+    result = run_setup(tmp_path, venv)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    # No build key of ours lies in this environment: the mmcv is kept
+    # because its ops run.
+    assert 'keeping the installed mmcv 2.1.0: its ops run with torch' in log
+    assert 'compiling mmcv' not in log
+    assert not (tmp_path / 'cache').exists()
+    assert 'ready' in log
+    assert installed_here(venv, site) == ['mmc2f']
+
+
+BROKEN_OPS = """raise ImportError('/x/mmcv/_ext.cpython-311-x86_64-linux-gnu.so: \
+undefined symbol: _ZN3c1015SmallVectorBase')"""
+
+
+@pytest.mark.parametrize('version, ops, reason', [
+    ('2.1.0', BROKEN_OPS,
+     'mmcv 2.1.0 is installed but its compiled ops do not work with torch '),
+    ('2.2.0', 'from .roi_align import RoIAlign',
+     'mmcv 2.2.0 is installed; mmdet 3.3 needs mmcv < 2.2.0'),
+])
+def test_setup_rebuilds_an_mmcv_that_does_not_work(tmp_path, version, ops,
+                                                   reason):
+    venv = tmp_path / 'env'
+    site = make_env(venv)
+    # An mmcv in the new environment shadows the working one.
+    os.makedirs(osp.join(site, 'mmcv', 'ops'))
+    with open(osp.join(site, 'mmcv', '__init__.py'), 'w') as f:
+        f.write(f'__version__ = {version!r}\n')
+    with open(osp.join(site, 'mmcv', 'ops', '__init__.py'), 'w') as f:
+        f.write(ops + '\n')
+    result = run_setup(tmp_path, venv)
+    log = result.stdout + result.stderr
+    # It sets out to build one; offline, the source download stops it.
+    assert result.returncode != 0
+    assert f'installing mmcv 2.1.0 with ops: {reason}' in log, log[-4000:]
+    assert 'could not download the mmcv 2.1.0 source' in log, log[-4000:]
+
+
+@pytest.mark.parametrize('target', ['.', '.[mim]'])
+def test_pip_install_e_adds_only_mmc2f(tmp_path, target):
+    venv = tmp_path / 'env'
+    make_env(venv)
+    result = subprocess.run(
+        [osp.join(venv, 'bin', 'python'), '-m', 'pip', 'install', '-q',
+         '--dry-run', '--report', '-', '--no-build-isolation', '-e', target],
+        cwd=REPO, capture_output=True, text=True, env=offline_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert [i['metadata']['name'] for i in report['install']] == ['mmc2f']
