@@ -81,6 +81,19 @@ def _scale_pipeline(pipeline: list, prefix: str, factor: float) -> Overrides:
     return out
 
 
+def scale_images(cfg: Config, factor: float) -> Overrides:
+    """Every resize scale and crop size of the train/val/test pipelines
+    multiplied by ``factor`` (at least 32 pixels), the data left as the
+    config has it."""
+    out: Overrides = {}
+    for split in ('train', 'val', 'test'):
+        key = f'{split}_dataloader.dataset'
+        out.update(
+            _scale_pipeline(cfg[f'{split}_dataloader'].dataset.pipeline,
+                            f'{key}.pipeline', factor))
+    return out
+
+
 def epoch_schedule(cfg: Config, max_epochs: int) -> Overrides:
     """The config's epoch-based schedule compressed to ``max_epochs``, with
     its learning-rate steps at the same fractions of training (the 3x
@@ -122,9 +135,7 @@ def coco_overrides(cfg: Config, data: Dict[str, str], classes: Sequence[str],
             f'{key}.data_prefix.img': data[img],
             f'{key}.metainfo.classes': tuple(classes),
         })
-        out.update(
-            _scale_pipeline(cfg[f'{split}_dataloader'].dataset.pipeline,
-                            f'{key}.pipeline', scale_factor))
+    out.update(scale_images(cfg, scale_factor))
     for split in ('val', 'test'):
         out[f'{split}_evaluator.ann_file'] = (
             f"{data['data_root']}/{data['val_ann']}")
@@ -145,11 +156,8 @@ def ade_overrides(cfg: Config, data_root: str,
     150 classes are kept: the generated labels use the first few)."""
     out: Overrides = {}
     for split in ('train', 'val', 'test'):
-        key = f'{split}_dataloader.dataset'
-        out[f'{key}.data_root'] = data_root
-        out.update(
-            _scale_pipeline(cfg[f'{split}_dataloader'].dataset.pipeline,
-                            f'{key}.pipeline', scale_factor))
+        out[f'{split}_dataloader.dataset.data_root'] = data_root
+    out.update(scale_images(cfg, scale_factor))
     crop = _scaled([cfg.crop_size], scale_factor)[0]
     out['model.data_preprocessor.size'] = crop
     out['model.test_cfg.crop_size'] = crop
