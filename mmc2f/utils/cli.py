@@ -70,18 +70,25 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def config_scope(cfg: Config, path: str) -> str:
+    """The library the config belongs to (its ``default_scope``), one of
+    :data:`SCOPES`; an error saying how to set it otherwise."""
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ValueError(
+            f'{path} has default_scope={scope!r}; mmc2f tools run '
+            f'configs of {sorted(SCOPES)}: inherit one of their '
+            "default_runtime configs, e.g. 'mmdet::_base_/default_runtime.py'")
+    return scope
+
+
 def load_config(args: argparse.Namespace) -> Config:
     """The config with the CLI's overrides, its scope checked."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    scope = cfg.get('default_scope')
-    if scope not in SCOPES:
-        raise ValueError(
-            f'{args.config} has default_scope={scope!r}; mmc2f tools run '
-            f'configs of {sorted(SCOPES)}: inherit one of their '
-            "default_runtime configs, e.g. 'mmdet::_base_/default_runtime.py'")
+    config_scope(cfg, args.config)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

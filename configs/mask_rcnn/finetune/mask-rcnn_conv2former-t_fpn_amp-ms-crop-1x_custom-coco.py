@@ -26,17 +26,13 @@ model = dict(
         mask_head=dict(num_classes=len(classes))))
 
 train_dataloader = dict(
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/')))
+    dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
+                 ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/')))
 val_dataloader = dict(
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/')))
+    dataset=dict(data_root=data_root, metainfo=dict(classes=classes),
+                 ann_file='annotations/instances_val.json',
+                 data_prefix=dict(img='val/')))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator

@@ -1,0 +1,242 @@
+"""tools/infer.py on real photographs shipped with installed packages, with a
+checkpoint of each kind of model (detection, segmentation, classification)
+saved the way mmengine's Runner saves one: the weights of a freshly built
+model and the dataset's metainfo. The weights are not trained, so the test
+checks what is drawn and written, not what is recognised."""
+import importlib
+import importlib.util
+import json
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from mmc2f.testing.overrides import SMALL_UPERNET, to_cli
+from tests.test_e2e.helpers import REPO
+
+INFER = osp.join(REPO, 'tools/infer.py')
+DET_CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py'
+SEG_CONFIG = ('configs/upernet/'
+              'upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py')
+CLS_CONFIG = 'configs/imagenet/conv2former-n_8xb128_in1k.py'
+# An untrained detector scores every class about 1/81, below Mask R-CNN's
+# test threshold of 0.05: keep all its 100 detections to have some to draw
+# (test settings only: the weights are those of the config as it is).
+DET_OPTIONS = {'model.test_cfg.rcnn.score_thr': 0.0}
+SEG_OPTIONS = SMALL_UPERNET  # a narrower UperNet, quicker on a CPU
+
+
+def photo(package: str, path: str) -> str:
+    spec = importlib.util.find_spec(package)
+    assert spec is not None, f'{package} (requirements/lock.txt) is missing'
+    file = osp.join(osp.dirname(spec.origin), path)
+    assert osp.isfile(file), file
+    return file
+
+
+PERSON = photo('matplotlib', 'mpl-data/sample_data/grace_hopper.jpg')
+TEMPLE = photo('sklearn', 'datasets/images/china.jpg')
+FLOWER = photo('sklearn', 'datasets/images/flower.jpg')
+
+
+def runner_checkpoint(config: str, options: dict, path) -> list:
+    """Save a freshly initialised model of the config as a Runner checkpoint
+    (``meta.dataset_meta`` from the test dataset's class); its classes."""
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg.merge_from_dict(dict(options, **{'model.backbone.init_cfg': None}))
+    init_default_scope(cfg.default_scope)
+    registry = importlib.import_module(f'{cfg.default_scope}.registry')
+    torch.manual_seed(0)
+    model = registry.MODELS.build(cfg.model)
+    model.init_weights()
+    dataset = registry.DATASETS.get(cfg.test_dataloader.dataset.type)
+    meta = dict(dataset.METAINFO)
+    torch.save(dict(meta=dict(dataset_meta=meta),
+                    state_dict=model.state_dict()), path)
+    return list(meta['classes'])
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    """Lazily saved checkpoints, one per (config, options), with classes."""
+    folder = tmp_path_factory.mktemp('checkpoints')
+    saved = {}
+
+    def get(config: str, options: dict):
+        key = (config, repr(sorted(options.items())))
+        if key not in saved:
+            path = folder / f'{len(saved)}.pth'
+            saved[key] = path, runner_checkpoint(config, options, path)
+        return saved[key]
+
+    return get
+
+
+def infer(*args) -> str:
+    result = subprocess.run([sys.executable, INFER, *map(str, args)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[
+        -3000:]
+    return result.stdout
+
+
+def read_outputs(out_dir, image: str):
+    stem = osp.splitext(osp.basename(image))[0]
+    with open(osp.join(out_dir, 'preds', stem + '.json')) as f:
+        pred = json.load(f)
+    picture = np.asarray(Image.open(osp.join(out_dir, 'vis', stem + '.png')))
+    return pred, picture
+
+
+def assert_drawn_on(picture: np.ndarray, image: str) -> None:
+    original = np.asarray(Image.open(image).convert('RGB'))
+    assert picture.shape == original.shape
+    # Something was drawn over the photograph, which is still there.
+    changed = np.abs(picture.astype(int) - original).max(-1) > 8
+    assert 0.001 < changed.mean() < 1
+
+
+def test_detection_boxes_and_masks(tmp_path, checkpoints):
+    checkpoint, classes = checkpoints(DET_CONFIG, {})
+    out_dir = tmp_path / 'out'
+    stdout = infer(PERSON, DET_CONFIG, checkpoint, '--out-dir', out_dir,
+                   '--device', 'cpu', '--score-thr', 0, '--cfg-options',
+                   *to_cli(DET_OPTIONS))
+    assert '100 instances, 100 scoring >= 0.0' in stdout, stdout
+    pred, picture = read_outputs(out_dir, PERSON)
+    assert pred['task'] == 'detection' and pred['image'] == PERSON
+    n = len(pred['labels'])
+    assert n == 100
+    assert (len(pred['scores']) == len(pred['bboxes']) == len(pred['masks'])
+            == len(pred['label_names']) == n)
+    assert pred['label_names'] == [classes[i] for i in pred['labels']]
+    assert pred['scores'] == sorted(pred['scores'], reverse=True)
+    height, width = Image.open(PERSON).size[::-1]
+    boxes = np.array(pred['bboxes'])
+    assert boxes.shape == (n, 4)
+    assert (boxes[:, :2] <= boxes[:, 2:]).all()
+    assert boxes.min() >= 0 and (boxes[:, [0, 2]] <= width).all() and (
+        boxes[:, [1, 3]] <= height).all()
+    masks = mask_utils.decode(
+        [dict(m, counts=m['counts'].encode()) for m in pred['masks']])
+    assert masks.shape == (height, width, n) and masks.any()
+    assert_drawn_on(picture, PERSON)
+
+
+def test_segmentation_map(tmp_path, checkpoints):
+    checkpoint, classes = checkpoints(SEG_CONFIG, SEG_OPTIONS)
+    out_dir = tmp_path / 'out'
+    stdout = infer(TEMPLE, SEG_CONFIG, checkpoint, '--out-dir', out_dir,
+                   '--device', 'cpu', '--cfg-options', *to_cli(SEG_OPTIONS))
+    assert 'largest classes: ' in stdout
+    pred, picture = read_outputs(out_dir, TEMPLE)
+    assert pred['task'] == 'segmentation'
+    height, width = Image.open(TEMPLE).size[::-1]
+    assert (pred['height'], pred['width']) == (height, width)
+    segments = pred['segments']
+    assert segments and all(s['label_name'] == classes[s['label']]
+                            for s in segments)
+    # The segments tile the image: one class per pixel.
+    masks = [
+        mask_utils.decode(mask_utils.frPyObjects(s['rle'], height, width))
+        for s in segments
+    ]
+    assert [int(m.sum()) for m in masks] == [s['area'] for s in segments]
+    assert (np.sum(masks, axis=0) == 1).all()
+    assert_drawn_on(picture, TEMPLE)
+
+
+def test_classification_label_on_a_folder(tmp_path, checkpoints):
+    checkpoint, classes = checkpoints(CLS_CONFIG, {})
+    images = tmp_path / 'images'
+    images.mkdir()
+    for image in (FLOWER, TEMPLE):
+        shutil.copy(image, images)
+    (images / 'notes.txt').write_text('not an image')
+    out_dir = tmp_path / 'out'
+    stdout = infer(images, CLS_CONFIG, checkpoint, '--out-dir', out_dir,
+                   '--device', 'cpu')
+    assert '2 image(s)' in stdout
+    for image in (FLOWER, TEMPLE):
+        pred, picture = read_outputs(out_dir, image)
+        assert pred['task'] == 'classification'
+        scores = np.array(pred['pred_scores'])
+        assert scores.shape == (1000, ) and scores.sum() == pytest.approx(1)
+        assert pred['pred_label'] == scores.argmax()
+        assert pred['pred_score'] == pytest.approx(scores.max())
+        assert pred['pred_class'] == classes[pred['pred_label']]
+        assert f"{pred['pred_class']} ({pred['pred_score']:.2f})" in stdout
+        assert_drawn_on(picture, image)
+
+
+def test_library_inferencers_take_our_config_paths(checkpoints):
+    """The README's snippet: each library's inferencer, given the path of
+    one of our configs, imports mmc2f through its custom_imports."""
+    from mmdet.apis import DetInferencer
+    from mmengine.registry import init_default_scope
+    from mmpretrain.apis import ImageClassificationInferencer
+    from mmseg.apis import MMSegInferencer
+    det = DetInferencer(osp.join(REPO, DET_CONFIG),
+                        str(checkpoints(DET_CONFIG, {})[0]), device='cpu')
+    assert set(det(PERSON)['predictions'][0]) >= {'labels', 'bboxes', 'masks'}
+    seg = MMSegInferencer(osp.join(REPO, SEG_CONFIG),
+                          str(checkpoints(SEG_CONFIG, {})[0]), device='cpu')
+    height, width = Image.open(TEMPLE).size[::-1]
+    assert seg(TEMPLE)['predictions'].shape == (height, width)
+    checkpoint, classes = checkpoints(CLS_CONFIG, {})
+    # It builds its pipeline in the current default scope (the README says
+    # so), which MMSegInferencer left at mmseg.
+    init_default_scope('mmpretrain')
+    cls = ImageClassificationInferencer(osp.join(REPO, CLS_CONFIG),
+                                        pretrained=str(checkpoint),
+                                        device='cpu')
+    assert cls(FLOWER)[0]['pred_class'] in classes
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('infer_tool', INFER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_uncompressed_rle_reads_back_with_pycocotools():
+    tool = load_tool()
+    rng = np.random.default_rng(0)
+    for mask in (rng.random((7, 5)) > 0.5, np.ones((3, 4), bool),
+                 np.zeros((4, 3), bool)):
+        rle = tool.uncompressed_rle(mask)
+        assert sum(rle['counts']) == mask.size
+        decoded = mask_utils.decode(mask_utils.frPyObjects(rle, *mask.shape))
+        np.testing.assert_array_equal(decoded, mask)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['missing.jpg', CLS_CONFIG, INFER],
+     "'missing.jpg' is neither an image file nor a folder"),
+    (['{empty}', CLS_CONFIG, INFER], 'no image (.jpg'),
+    ([FLOWER, CLS_CONFIG, 'missing.pth'], "checkpoint 'missing.pth' is not"),
+    ([FLOWER, SEG_CONFIG, INFER, '--score-thr', '0.5'],
+     '--score-thr applies to detection configs; '),
+])
+def test_bad_input_is_named(tmp_path, args, message):
+    args = [a.format(empty=tmp_path) for a in args]
+    result = subprocess.run([sys.executable, INFER, *args], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_images_whose_outputs_would_collide_are_refused(tmp_path):
+    shutil.copy(FLOWER, tmp_path / 'photo.jpg')
+    Image.open(FLOWER).save(tmp_path / 'photo.png')
+    with pytest.raises(ValueError, match=r"several images named \['photo'\]"):
+        load_tool().list_images(str(tmp_path))

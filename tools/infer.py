@@ -1,0 +1,222 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""Run images through a trained model of any mmc2f config (detection,
+segmentation or classification) with the library's own inferencer, and save
+the drawn pictures and the predictions.
+
+    python tools/infer.py IMAGE_OR_DIR CONFIG CHECKPOINT [--out-dir DIR]
+        [--device DEV] [--score-thr T] [--cfg-options k=v ...]
+
+The inferencer follows the config's ``default_scope``: MMDetection's
+``DetInferencer``, MMSegmentation's ``MMSegInferencer`` or MMPretrain's
+``ImageClassificationInferencer``. For each image ``NAME.EXT`` it writes
+``OUT_DIR/vis/NAME.png`` (the predictions drawn on the image) and
+``OUT_DIR/preds/NAME.json``:
+
+* detection: ``labels``, ``scores``, ``bboxes`` (x1, y1, x2, y2 in pixels),
+  ``masks`` (COCO compressed RLE) as ``DetInferencer`` gives them, for every
+  prediction (``--score-thr`` only limits what is drawn), and
+  ``label_names``;
+* segmentation: ``height``, ``width`` and one entry per class present in the
+  label map (``label``, ``label_name``, ``area`` in pixels, ``rle``: its mask
+  as COCO uncompressed RLE, which ``pycocotools.mask.frPyObjects`` reads);
+* classification: ``pred_label``, ``pred_score``, ``pred_class`` and
+  ``pred_scores`` (all classes).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import mmcv
+import numpy as np
+from mmengine.config import Config, DictAction
+
+from mmc2f.utils.cli import config_scope
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+DEFAULT_SCORE_THR = 0.3  # DetInferencer's
+
+# The RGB picture, the JSON dict and a one-line summary of one image.
+Prediction = Tuple[np.ndarray, Dict[str, Any], str]
+Infer = Callable[[str], Prediction]
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Draw and save the predictions of a model on images')
+    parser.add_argument('inputs', help='an image file or a folder of images')
+    parser.add_argument('config', help='config file (detection, '
+                        'segmentation or classification)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out-dir', default='outputs/infer',
+                        help='where vis/ and preds/ are written')
+    parser.add_argument('--device', default=None,
+                        help="e.g. 'cpu' or 'cuda:0' (default: a GPU when "
+                        'there is one)')
+    parser.add_argument(
+        '--score-thr', type=float, default=None,
+        help='detection only: draw the instances scoring at least this '
+        f'(default {DEFAULT_SCORE_THR})')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. '
+        "model.test_cfg.rcnn.score_thr=0.1")
+    args = parser.parse_args(argv)
+    if args.score_thr is not None and not 0 <= args.score_thr <= 1:
+        parser.error(f'--score-thr must be in [0, 1], got {args.score_thr}')
+    for name in ('config', 'checkpoint'):
+        if not osp.isfile(getattr(args, name)):
+            parser.error(f'{name} {getattr(args, name)!r} is not a file')
+    return args
+
+
+def list_images(path: str) -> List[str]:
+    """The image itself, or the images directly inside a folder (sorted)."""
+    if osp.isfile(path):
+        return [path]
+    if not osp.isdir(path):
+        raise FileNotFoundError(f'{path!r} is neither an image file nor a '
+                                'folder')
+    images = sorted(
+        osp.join(path, name) for name in os.listdir(path)
+        if name.lower().endswith(IMAGE_EXTS))
+    if not images:
+        raise FileNotFoundError(f'no image ({", ".join(IMAGE_EXTS)}) in the '
+                                f'folder {path!r}')
+    # Outputs are named by the file name without its extension.
+    stems = [osp.splitext(osp.basename(image))[0] for image in images]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise ValueError(f'{path!r} has several images named {clashes} '
+                         '(other extensions): their outputs would overwrite '
+                         'each other; move or rename all but one')
+    return images
+
+
+def uncompressed_rle(mask: np.ndarray) -> Dict[str, list]:
+    """COCO's uncompressed RLE of a binary mask: run lengths over the
+    column-major pixels, starting with a run of zeros."""
+    flat = mask.ravel(order='F').astype(np.int8)
+    bounds = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], bounds, [flat.size]])).tolist()
+    if flat.size and flat[0]:
+        counts.insert(0, 0)
+    return {'size': list(mask.shape), 'counts': counts}
+
+
+def detector(cfg: Config, args: argparse.Namespace) -> Infer:
+    from mmdet.apis import DetInferencer
+    inferencer = DetInferencer(cfg, args.checkpoint, device=args.device)
+    classes = inferencer.model.dataset_meta['classes']
+    thr = DEFAULT_SCORE_THR if args.score_thr is None else args.score_thr
+
+    def infer(image: str) -> Prediction:
+        out = inferencer(image, return_vis=True, pred_score_thr=thr,
+                         no_save_vis=True, no_save_pred=True)
+        pred = out['predictions'][0]
+        pred['label_names'] = [classes[i] for i in pred['labels']]
+        drawn = sum(score >= thr for score in pred['scores'])
+        return (out['visualization'][0], pred,
+                f"{len(pred['labels'])} instances, {drawn} scoring >= {thr}")
+
+    return infer
+
+
+def segmentor(cfg: Config, args: argparse.Namespace) -> Infer:
+    from mmseg.apis import MMSegInferencer
+    inferencer = MMSegInferencer(cfg, args.checkpoint, device=args.device)
+    classes = inferencer.model.dataset_meta['classes']
+
+    def infer(image: str) -> Prediction:
+        out = inferencer(image, return_vis=True)
+        label_map = out['predictions']
+        segments = []
+        for label in np.unique(label_map).tolist():
+            mask = label_map == label
+            segments.append(
+                dict(label=label, label_name=classes[label],
+                     area=int(mask.sum()), rle=uncompressed_rle(mask)))
+        height, width = label_map.shape
+        largest = sorted(segments, key=lambda s: -s['area'])[:3]
+        return (out['visualization'],
+                dict(height=height, width=width, segments=segments),
+                'largest classes: ' +
+                ', '.join(s['label_name'] for s in largest))
+
+    return infer
+
+
+def classifier(cfg: Config, args: argparse.Namespace) -> Infer:
+    from mmpretrain.apis import ImageClassificationInferencer
+    from mmpretrain.visualization import UniversalVisualizer
+    inferencer = ImageClassificationInferencer(cfg, args.checkpoint,
+                                               device=args.device)
+    # The inferencer draws only into files (show_dir): its visualizer is
+    # called directly, as it does, with the picture returned.
+    visualizer = inferencer.visualizer or UniversalVisualizer()
+
+    def infer(image: str) -> Prediction:
+        sample = inferencer(image, return_datasamples=True)[0]
+        pred = inferencer.postprocess([sample], None)[0]
+        pred['pred_scores'] = pred['pred_scores'].tolist()
+        picture = visualizer.visualize_cls(
+            mmcv.imread(image, channel_order='rgb'), sample,
+            classes=inferencer.classes, draw_gt=False)
+        return (picture, pred, f"{pred.get('pred_class', pred['pred_label'])}"
+                f" ({pred['pred_score']:.2f})")
+
+    return infer
+
+
+# Per default_scope: the inferencer, the task's name in the JSON.
+TASKS: Dict[str, Tuple[Callable[[Config, argparse.Namespace], Infer],
+                      str]] = {
+    'mmdet': (detector, 'detection'),
+    'mmseg': (segmentor, 'segmentation'),
+    'mmpretrain': (classifier, 'classification'),
+}
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = config_scope(cfg, args.config)
+    if args.score_thr is not None and scope != 'mmdet':
+        raise ValueError(f'--score-thr applies to detection configs; '
+                         f'{args.config} is a {TASKS[scope][1]} config')
+    if scope == 'mmpretrain' and cfg.model.type != 'ImageClassifier':
+        raise ValueError(f'{args.config} builds a {cfg.model.type}; '
+                         'tools/infer.py classifies with ImageClassifier '
+                         'configs only')
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    images = list_images(args.inputs)
+    cfg = load_config(args)
+    build, task = TASKS[cfg.default_scope]
+    infer = build(cfg, args)
+    vis_dir = osp.join(args.out_dir, 'vis')
+    pred_dir = osp.join(args.out_dir, 'preds')
+    os.makedirs(vis_dir, exist_ok=True)
+    os.makedirs(pred_dir, exist_ok=True)
+    for image in images:
+        picture, pred, line = infer(image)
+        stem = osp.splitext(osp.basename(image))[0]
+        mmcv.imwrite(picture[..., ::-1], osp.join(vis_dir, stem + '.png'))
+        with open(osp.join(pred_dir, stem + '.json'), 'w') as f:
+            json.dump(dict(image=image, task=task, **pred), f)
+        print(f'{image}: {line}')
+    print(f'{len(images)} image(s): pictures in {vis_dir}, predictions in '
+          f'{pred_dir}')
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f'error: {error}')
