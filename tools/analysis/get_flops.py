@@ -4,6 +4,9 @@
     python tools/analysis/get_flops.py CONFIG [--shape H W] [--cfg-options ..]
     python tools/analysis/get_flops.py --paper
 
+``--paper`` measures every config with a number in the paper against it,
+the numbers read from :mod:`mmc2f.paper`.
+
 FLOPs are multiply-adds, as the paper and MMDetection / MMSegmentation /
 MMPretrain count them: mmengine's jit-traced ``FlopAnalyzer`` (what
 ``mmengine.analysis.get_model_complexity_info`` returns as ``flops``; it is

@@ -58,7 +58,7 @@ class ReleasedBackbone(nn.Module):
         return tuple(released_stages(sd, x, self.depths))
 
 
-def _mean_loss(outputs) -> torch.Tensor:
+def _mean_loss(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum(out.float().mean() for out in outputs)
 
 
@@ -148,10 +148,10 @@ def build_config_entry(path: str, run: RunSpec,
     inputs, samples = data['inputs'], data['data_samples']
     mode = 'loss' if run.train else 'predict'
 
-    def forward(x, data_samples):
+    def forward(x: torch.Tensor, data_samples: list):
         return model(x, data_samples, mode=mode)
 
-    def loss(losses):
+    def loss(losses: dict) -> torch.Tensor:
         return model.parse_losses(losses)[0]
 
     label = osp.splitext(osp.basename(path))[0]
@@ -160,7 +160,7 @@ def build_config_entry(path: str, run: RunSpec,
                  with_cp=run.with_cp)
 
 
-def _config_batch(model, scope: str, n: int, c: int, h: int,
+def _config_batch(model: nn.Module, scope: str, n: int, c: int, h: int,
                   w: int) -> dict:
     """A batch as the dataloader gives it, with random targets."""
     g = torch.Generator().manual_seed(0)

@@ -10,7 +10,7 @@ checked too, against a loose bound (``AMP_TOL``).
 """
 import sys
 from contextlib import contextmanager
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import torch
 
@@ -25,7 +25,7 @@ AMP_TOL = 5e-2
 
 
 @contextmanager
-def strict_fp32():
+def strict_fp32() -> Iterator[None]:
     """TF32 off (CUDA convs and matmuls), for the numerical check."""
     cudnn, matmul = torch.backends.cudnn.allow_tf32, \
         torch.backends.cuda.matmul.allow_tf32

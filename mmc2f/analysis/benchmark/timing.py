@@ -11,7 +11,7 @@ output; no optimiser step) in train mode.
 import sys
 import time
 from contextlib import nullcontext
-from typing import List
+from typing import ContextManager, List
 
 import torch
 
@@ -19,7 +19,7 @@ from .models import Entry
 from .spec import RunSpec
 
 
-def amp_context(run: RunSpec, device: torch.device):
+def amp_context(run: RunSpec, device: torch.device) -> ContextManager:
     """Autocast in the run's dtype, or nothing."""
     if not run.amp:
         return nullcontext()
