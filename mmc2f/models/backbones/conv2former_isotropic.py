@@ -5,8 +5,8 @@ The authors did not release this variant. The paper fixes 18 blocks and two
 patch embeddings (one 16x16 stride-16 conv, or three convs) and says the
 channels were chosen to match the model size of ConvNeXt's isotropic models;
 the widths below are the ones that give the paper's 23M / 4.3G (IS) and
-86M / 16.5G (IB) with a linear classifier (see ``tools/analysis/get_flops.py
---paper``).
+86M / 16.5G (IB) with a linear classifier (``mmc2f.paper.ISOTROPIC``, checked
+by the tests).
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
