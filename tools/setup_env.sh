@@ -18,10 +18,11 @@ MMCV_VERSION=2.1.0
 TORCH_PIN="torch==2.14.1"          # used only when the environment has no torch yet
 TORCHVISION_PIN="torchvision==0.29.1"
 # setuptools: < 82, which removed pkg_resources (mmcv 2.1.0's setup.py and mmengine 0.10.7 import
-# it), and >= 77.0.3 for torch 2.14.1. (setuptools 70.0 lacks pkg_resources.packaging, which
-# the extension builder of older torch imports; 80.9 has it.) This version goes into an
-# environment whose setuptools lacks pkg_resources; one that has it is kept.
-SETUPTOOLS_PIN="setuptools==80.9.0"
+# it), and >= 77.0.3 for torch 2.14.1. (setuptools 70.0 lacks pkg_resources.packaging, which the
+# extension builder of older torch imports; 80 has it.) 80.8.0 is the last whose pkg_resources
+# warns with a DeprecationWarning, hidden by default; from 80.9.0 every tool run would print a
+# UserWarning. It replaces a setuptools that lacks pkg_resources or is older.
+SETUPTOOLS_PIN="setuptools==80.8.0"
 CACHE="${MMC2F_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmc2f}"
 JOBS="${MAX_JOBS:-$(nproc)}"
 
@@ -72,10 +73,15 @@ from importlib.metadata import PackageNotFoundError, version
 lock, setuptools, build_tools = sys.argv[1], sys.argv[2], sys.argv[3:]
 for name in ('torch', 'torchvision'):
     print(f'{name}=={version(name)}')
+def release(text):
+    return tuple(int(n) for n in re.findall(r'\d+', text)[:3])
 try:
     warnings.simplefilter('ignore')  # pkg_resources' deprecation notice
     import pkg_resources  # noqa: F401
+    outdated = release(version('setuptools')) < release(setuptools)
 except ImportError:  # no setuptools, or >= 82
+    outdated = True
+if outdated:
     print(setuptools)
 for pin in build_tools + [line.split('#')[0].strip() for line in open(lock)]:
     try:
