@@ -46,10 +46,11 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 # The tested Python; torch 2.14.1 needs >= 3.10 and the lock file's versions (numpy 2.4.6, ...) 3.11.
-"$PY" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
   || die "Python >= 3.11 is required, $PY is $("$PY" -V 2>&1); create the environment with \
-another one, e.g. PYTHON=python3.11 bash tools/setup_env.sh (an environment that already has \
-torch, mmcv 2.1.0 and the OpenMMLab libraries needs only: pip install -e .)"
+another one: remove $VENV if this script made it, then e.g. PYTHON=python3.11 bash \
+tools/setup_env.sh (an environment that already has torch, mmcv 2.1.0 and the OpenMMLab \
+libraries needs only: pip install -e .)"
 log "environment: $VENV ($("$PY" -V 2>&1))"
 
 # 2. torch: keep the user's (e.g. a CUDA build), install the pinned one only when absent.

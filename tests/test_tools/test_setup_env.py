@@ -8,9 +8,11 @@ install included). pip installs into the new one and never removes what
 lies outside it, and runs with no index: anything it would have to fetch
 fails the test instead of being downloaded.
 """
+import glob
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -114,3 +116,25 @@ def test_pip_install_e_adds_only_mmc2f(tmp_path, target):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert [i['metadata']['name'] for i in report['install']] == ['mmc2f']
+
+
+def python_3_10():
+    """A Python 3.10 that runs (on PATH or pyenv's), or None."""
+    for exe in [shutil.which('python3.10')] + sorted(
+            glob.glob(osp.expanduser('~/.pyenv/versions/3.10*/bin/python3'))):
+        if exe and subprocess.run([exe, '-c', ''],
+                                  capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+@pytest.mark.skipif(python_3_10() is None, reason='no Python 3.10 here')
+def test_setup_refuses_an_untested_python_and_says_what_to_do(tmp_path):
+    venv = tmp_path / 'env'
+    subprocess.run([python_3_10(), '-m', 'venv', '--without-pip', venv],
+                   check=True)
+    result = run_setup(tmp_path, venv)
+    assert result.returncode != 0
+    assert 'Python >= 3.11 is required' in result.stderr
+    assert 'PYTHON=python3.11 bash' in result.stderr
+    assert 'Traceback' not in result.stderr
