@@ -14,7 +14,8 @@ from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
 
-from .engine import LayerDecayOptimWrapperConstructor, RNGStateHook
+from .engine import (LayerDecayOptimWrapperConstructor, RNGStateHook,
+                     SafeCheckpointHook)
 from .models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmc2f')
@@ -29,9 +30,15 @@ for registry, root, modules in (
      (Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck)),
     (OPTIM_WRAPPER_CONSTRUCTORS, MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
      (LayerDecayOptimWrapperConstructor, )),
-    (HOOKS, MMENGINE_HOOKS, (RNGStateHook, )),
+    (HOOKS, MMENGINE_HOOKS, (RNGStateHook, SafeCheckpointHook)),
 ):
     for module in modules:
         registry.register_module(module=module)
         # force: re-importing mmc2f (e.g. importlib.reload) is not an error.
         root.register_module(module=module, force=True)
+
+# Every config's CheckpointHook (mmdet, mmseg and mmpretrain take it from
+# mmengine's root registry) becomes the one that removes outdated checkpoints
+# only after a successful save.
+MMENGINE_HOOKS.register_module(
+    name='CheckpointHook', module=SafeCheckpointHook, force=True)

@@ -1,4 +1,6 @@
-from .hooks import RNGStateHook
+from .hooks import RNGStateHook, SafeCheckpointHook
 from .optimizers import LayerDecayOptimWrapperConstructor
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'RNGStateHook']
+__all__ = [
+    'LayerDecayOptimWrapperConstructor', 'RNGStateHook', 'SafeCheckpointHook'
+]

@@ -1,6 +1,4 @@
-from .checkpoint_hook import SafeCheckpointHook, register_safe_checkpoint_hook
+from .checkpoint_hook import SafeCheckpointHook
 from .rng_state_hook import RNGStateHook
 
-__all__ = [
-    'RNGStateHook', 'SafeCheckpointHook', 'register_safe_checkpoint_hook'
-]
+__all__ = ['RNGStateHook', 'SafeCheckpointHook']

@@ -6,7 +6,6 @@ from typing import Any, Callable, Iterator, List, Tuple
 
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS
 
 from ...utils.checkpoint import atomic_open
 
@@ -46,8 +45,7 @@ class SafeCheckpointHook(CheckpointHook):
     ``last_checkpoint`` as it was. The price: the disk needs room for one
     checkpoint more while a new one is written.
 
-    :func:`register_safe_checkpoint_hook` makes it the ``CheckpointHook`` of
-    every config.
+    ``mmc2f.registry`` makes it the ``CheckpointHook`` of every config.
     """
 
     @contextmanager
@@ -108,11 +106,3 @@ def _restore(path: str, content: str) -> None:
             f'Could not restore {path} (it named {content!r}): {e}. Resume '
             f'with tools/train.py --resume {content}',
             logger='current', level=logging.WARNING)
-
-
-def register_safe_checkpoint_hook() -> None:
-    """Build :class:`SafeCheckpointHook` wherever a config names
-    ``CheckpointHook`` (mmdet, mmseg and mmpretrain take it from mmengine's
-    root registry)."""
-    HOOKS.register_module(
-        name='CheckpointHook', module=SafeCheckpointHook, force=True)
