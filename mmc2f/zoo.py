@@ -102,26 +102,21 @@ RELEASED: Sequence[ReleasedCheckpoint] = (
 )
 
 
-def find_released(channels: Sequence[int], depths: Sequence[int],
-                  kernel_size: int) -> List[ReleasedCheckpoint]:
-    """The released files whose architecture is the given one (two files
-    share an architecture when they differ only in training data or test
-    resolution)."""
-    found = []
-    for ckpt in RELEASED:
-        preset = ARCH_SETTINGS[ckpt.arch]
-        if (list(preset['channels']) == list(channels)
-                and list(preset['depths']) == list(depths)
-                and ckpt.kernel_size == kernel_size):
-            found.append(ckpt)
-    return found
-
-
-def nearest_preset(channels: Sequence[int],
-                   depths: Sequence[int]) -> Optional[str]:
+def find_preset(channels: Sequence[int],
+                depths: Sequence[int]) -> Optional[str]:
     """The preset with these channels and depths, whatever its kernel."""
     for name, preset in ARCH_SETTINGS.items():
         if (list(preset['channels']) == list(channels)
                 and list(preset['depths']) == list(depths)):
             return name
     return None
+
+
+def find_released(channels: Sequence[int], depths: Sequence[int],
+                  kernel_size: int) -> List[ReleasedCheckpoint]:
+    """The released files whose architecture is the given one (two files
+    share an architecture when they differ only in training data or test
+    resolution)."""
+    preset = find_preset(channels, depths)
+    return [ckpt for ckpt in RELEASED
+            if ckpt.arch == preset and ckpt.kernel_size == kernel_size]

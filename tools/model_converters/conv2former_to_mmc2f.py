@@ -18,7 +18,7 @@ from typing import List, Optional
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
 from mmc2f.utils.checkpoint import CheckpointLoadError
 from mmc2f.utils.convert import NotAConv2FormerCheckpoint, convert_checkpoint
-from mmc2f.zoo import RELEASED, find_released, nearest_preset
+from mmc2f.zoo import RELEASED, find_released, find_preset
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,7 +37,7 @@ def where_it_loads(arch: dict, num_classes: Optional[int],
     channels, depths, kernel = (arch['channels'], arch['depths'],
                                 arch['kernel_size'])
     matches = find_released(channels, depths, kernel)
-    preset = nearest_preset(channels, depths)
+    preset = find_preset(channels, depths)
     lines = []
     if matches:
         lines.append(f"It has the architecture of the authors' "

@@ -156,6 +156,6 @@ def in_layout_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     the CPU inference's choice), but compiled ops downstream, mmcv's
     RoIAlign among them, read their input as contiguous NCHW memory whatever
     its strides say."""
-    if x.is_contiguous(memory_format=torch.channels_last) and x.dim() == 4:
+    if x.is_contiguous(memory_format=torch.channels_last):
         return out.contiguous(memory_format=torch.channels_last)
     return out.contiguous()

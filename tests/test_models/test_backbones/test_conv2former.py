@@ -511,8 +511,15 @@ def test_fused_and_reference_paths_agree_on_every_preset(model):
                                **kwargs).eval()
     randomise_batch_norms(model)
     x = torch.randn(1, 3, 64, 96)
-    with torch.inference_mode():
+    from unittest import mock
+    blocks = [m for m in model.modules()
+              if isinstance(m, conv2former.Conv2FormerBlock)]
+    with torch.inference_mode(), mock.patch.object(
+            fused_cpu_inference, 'block_forward',
+            wraps=fused_cpu_inference.block_forward) as block_forward:
         fused = model(x)
+    # The fused path did run, in every block.
+    assert block_forward.call_count == len(blocks)
     for a, b in zip(fused, reference_path(model, x)):
         assert max_rel_error(a, b) < 1e-5
 
