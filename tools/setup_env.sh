@@ -17,12 +17,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MMCV_VERSION=2.1.0
 TORCH_PIN="torch==2.14.1"          # used only when the environment has no torch yet
 TORCHVISION_PIN="torchvision==0.29.1"
-# setuptools: < 82, which removed pkg_resources (mmcv 2.1.0's setup.py and mmengine 0.10.7 import
-# it), and >= 77.0.3 for torch 2.14.1. (setuptools 70.0 lacks pkg_resources.packaging, which the
-# extension builder of older torch imports; 80 has it.) 80.8.0 is the last whose pkg_resources
-# warns with a DeprecationWarning, hidden by default; from 80.9.0 every tool run would print a
-# UserWarning. It replaces a setuptools that lacks pkg_resources or is older.
-SETUPTOOLS_PIN="setuptools==80.8.0"
+# Build tools (requirements/build.txt); setuptools is special: an older one is replaced.
+BUILD_PINS=($(grep -v '^#' "$ROOT/requirements/build.txt"))
+SETUPTOOLS_PIN="$(printf '%s\n' "${BUILD_PINS[@]}" | grep '^setuptools==')"
 CACHE="${MMC2F_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmc2f}"
 JOBS="${MAX_JOBS:-$(nproc)}"
 
@@ -68,7 +65,7 @@ fi
 # has is kept unless a requirement rules its version out. torch and torchvision stay as found
 # or installed above, so that no dependency swaps them.
 PINS="$VENV/.mmc2f-pins.txt"
-"$PY" - "$ROOT/requirements/lock.txt" "$SETUPTOOLS_PIN" "wheel==0.45.1" "ninja==1.13.0" >"$PINS" <<'PY'
+"$PY" - "$ROOT/requirements/lock.txt" "$SETUPTOOLS_PIN" "${BUILD_PINS[@]}" >"$PINS" <<'PY'
 import re, sys, warnings
 from importlib.metadata import PackageNotFoundError, version
 lock, setuptools, build_tools = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -82,26 +79,41 @@ try:
     outdated = release(version('setuptools')) < release(setuptools)
 except ImportError:  # no setuptools, or >= 82
     outdated = True
-if outdated:
-    print(setuptools)
+missing = [setuptools] if outdated else []
 for pin in build_tools + [line.split('#')[0].strip() for line in open(lock)]:
     try:
         if pin:
             version(re.split(r'[=<>!~;\[ ]', pin, maxsplit=1)[0])
     except PackageNotFoundError:
-        print(pin)
+        missing.append(pin)
+print('\n'.join(dict.fromkeys(missing)))
 PY
 
 # 3. mmcv 2.1.0 with compiled ops. A working one is kept, whoever installed it (this script,
 # OpenMMLab's prebuilt wheels, conda); otherwise a wheel is compiled once per (torch build,
 # CUDA, Python, build recipe) and cached.
+# CUDA ops are built with a GPU, or without one (a cluster's login node) when FORCE_CUDA=1, as
+# mmcv's own build reads it; either needs a CUDA torch and nvcc. nvcc compiles for the GPU
+# architectures of TORCH_CUDA_ARCH_LIST, else of the visible GPUs, else for every one torch
+# supports: they are part of the key, so a wheel for one GPU type is never reused on another.
 read -r TORCH_KEY WITH_CUDA < <("$PY" - <<'PY'
-import shutil, sys, torch
-cuda = torch.version.cuda if (torch.cuda.is_available() and shutil.which('nvcc')) else None
-key = f"torch{torch.__version__}-{torch.version.git_version[:10]}-{'cu' + cuda if cuda else 'cpu'}-py{sys.version_info.major}{sys.version_info.minor}"
+import os, re, shutil, sys, torch
+forced = os.environ.get('FORCE_CUDA') == '1'
+cuda = torch.version.cuda if torch.cuda.is_available() or forced else None
+if forced and not (cuda and shutil.which('nvcc')):
+    sys.exit(f'FORCE_CUDA=1 asks for mmcv CUDA ops, but torch {torch.__version__} is '
+             f'{"a CUDA build" if torch.version.cuda else "a CPU-only build"} and nvcc is '
+             f'{"on" if shutil.which("nvcc") else "not on"} the PATH; both are needed '
+             '(or unset FORCE_CUDA for CPU ops only)')
+cuda = cuda if shutil.which('nvcc') else None
+arches = os.environ.get('TORCH_CUDA_ARCH_LIST') or ';'.join(sorted({
+    '%d.%d' % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())
+})) or 'all'
+device = f'cu{cuda}-sm{re.sub(r"[^0-9A-Za-z]+", "_", arches)}' if cuda else 'cpu'
+key = f"torch{torch.__version__}-{torch.version.git_version[:10]}-{device}-py{sys.version_info.major}{sys.version_info.minor}"
 print(key.replace('+', '_'), int(cuda is not None))
 PY
-)
+) || die "could not choose the mmcv build (see above)"
 
 # Exit status 0 when mmcv is $MMCV_VERSION and its ops load and compute with this torch: NMS
 # and RoIAlign on the CPU, and on the GPU too when CUDA ops are wanted. Otherwise the last
@@ -120,8 +132,11 @@ if mmcv.__version__ != wanted:
              f'and mmc2f is tested with {wanted}')
 import torch
 try:
-    from mmcv.ops import RoIAlign, nms
-    for device in ['cpu'] + ['cuda'] * cuda:
+    from mmcv.ops import RoIAlign, get_compiling_cuda_version, nms
+    if cuda and get_compiling_cuda_version() == 'not available':
+        sys.exit(f'mmcv {wanted} is installed without the CUDA ops this machine can build')
+    # The GPU ops run where there is a GPU (FORCE_CUDA=1 builds them without one).
+    for device in ['cpu'] + ['cuda'] * (cuda and torch.cuda.is_available()):
         boxes = torch.tensor([[0., 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]],
                              device=device)
         _, keep = nms(boxes, torch.tensor([.9, .8, .7], device=device), 0.5)
