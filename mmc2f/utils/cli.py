@@ -70,6 +70,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def library_file(package: str, *parts: str) -> str:
+    """A file an installed OpenMMLab library ships (``.mim/tools/...``,
+    ``.mim/configs/...``): what its repository has under that path."""
+    module = __import__(package)
+    return osp.join(osp.dirname(module.__file__), '.mim', *parts)
+
+
 def config_scope(cfg: Config, path: str) -> str:
     """The library the config belongs to (its ``default_scope``), one of
     :data:`SCOPES`; an error saying how to set it otherwise."""

@@ -9,13 +9,14 @@ from typing import List, Tuple
 import mmengine
 from mmengine.config import Config
 
+from mmc2f.utils.cli import library_file
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def library_tool(package: str, name: str) -> str:
     """A tool shipped inside an installed package, e.g. mmdet's train.py."""
-    module = __import__(package)
-    return osp.join(osp.dirname(module.__file__), '.mim', 'tools', name)
+    return library_file(package, 'tools', name)
 
 
 def train_test_tools(owner: str) -> Tuple[str, str]:
