@@ -103,7 +103,9 @@ def test_train_with_and_without_checkpointing_in_one_run():
 
 @pytest.mark.parametrize('name,message', [
     ('conv2former-x', 'Unknown model'),
+    ('conv2former-n+cp+cp', 'Unknown model'),
     ('released-n+cp', 'no gradient checkpointing'),
+    ('released-n+compile+cp', 'no gradient checkpointing'),
 ])
 def test_unknown_model_is_an_error(name, message):
     result = subprocess.run([sys.executable, TOOL, '--models', name],
@@ -136,6 +138,8 @@ def test_check_catches_a_different_computation(monkeypatch):
     (dict(models=('conv2former-n', 'conv2former-n')), 'named twice'),
     (dict(models=('conv2former-n', ), baseline='released-n'),
      '--baseline released-n is not among'),
+    (dict(models=('conv2former-n+compile', ), warmup=0),
+     r'\+compile needs'),
 ])
 def test_run_spec_refuses_what_cannot_run(kwargs, message):
     """The goal runs are RunSpecs built in code: they get the checks that
@@ -207,3 +211,38 @@ def test_goals_in_one_command(monkeypatch, capsys):
     err, target, reached = goal_rows[
         'ONNX opset 17, onnxruntime vs PyTorch, max rel err']
     assert float(err) < 1e-4 and (target, reached) == ('< 1e-4', 'yes')
+
+
+@pytest.mark.parametrize('name,parsed', [
+    ('conv2former-t', ('conv2former', 'tiny', False, False)),
+    ('conv2former-t+cp+compile', ('conv2former', 'tiny', True, True)),
+    ('conv2former-t+compile+cp', ('conv2former', 'tiny', True, True)),
+    ('released-t+compile', ('released', 'tiny', False, True)),
+    ('convnext-t+compile', ('convnext', 'tiny', False, True)),
+])
+def test_model_name_suffixes(name, parsed):
+    from mmc2f.analysis.benchmark.spec import parse_model_name
+    assert parse_model_name(name) == parsed
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_compiled_model_is_checked_and_timed(train):
+    """``+compile``: the entry times ``torch.compile(module)`` and keeps the
+    module; the compiled model passes the output check, then is timed in
+    inference or in a train step (compiling in the untimed calls)."""
+    from mmc2f.analysis.benchmark.models import build_entries
+    from mmc2f.analysis.benchmark.numerics import check_outputs
+    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.analysis.benchmark.timing import time_entries
+    from mmc2f.models import Conv2Former
+    run = RunSpec(models=('conv2former-n+compile', ), shape=(1, 3, 64, 64),
+                  repeats=1, warmup=1, train=train).resolved()
+    device = torch.device('cpu')
+    entry, = build_entries(run, device)
+    assert type(entry.module) is Conv2Former
+    assert entry.forward._orig_mod is entry.module  # torch.compile's
+    check_outputs([entry], run, device)
+    assert entry.err < 1e-4
+    time_entries([entry], run, device)
+    assert len(entry.times) == 1 and entry.times[0] > 0
+

@@ -5,6 +5,13 @@
 
 * A ``+cp`` suffix (``conv2former-t+cp``) turns on gradient checkpointing
   for that model only, so one run compares a model with and without it.
+* A ``+compile`` suffix (``conv2former-t+compile``, ``convnext-t+compile``,
+  also ``conv2former-t+cp+compile``) times the model through
+  ``torch.compile(module)`` (default mode); the entry's ``module`` stays the
+  uncompiled one (``.to()``, ``train()``, parameters), which the compiled
+  one shares. It compiles at its first call in each mode (grad or
+  inference, autocast or not, train or eval): in the output check and the
+  warm-up, both untimed, so the timed rounds run compiled code.
 * ``conv2former-X``: mmc2f's :class:`~mmc2f.models.Conv2Former`, all four
   stage outputs, no output norms (``out_norm=False``, as the released code).
 * ``released-X``: the authors' released forward pass, as re-implemented in
@@ -73,7 +80,9 @@ class Entry:
                  arch: Optional[str] = None, with_cp: bool = False):
         self.label, self.kind, self.module = label, kind, module
         self.inputs, self.batch, self.input_desc = inputs, batch, input_desc
-        self.forward = forward or (lambda *xs: module(*xs))
+        # Not `forward or ...`: a compiled module's truth calls len().
+        self.forward = forward if forward is not None else (
+            lambda *xs: module(*xs))
         self.loss = loss or _mean_loss
         self.arch, self.with_cp = arch, with_cp
         self.times: List[float] = []
@@ -100,7 +109,7 @@ def released_state_dict(arch: str) -> dict:
 
 def build_backbone(name: str, with_cp: bool) -> Tuple[nn.Module, str, bool]:
     """(module, arch, whether it checkpoints) for a --models name."""
-    family, arch, cp_suffix = parse_model_name(name)
+    family, arch, cp_suffix, _ = parse_model_name(name)
     with_cp = with_cp or cp_suffix
     if family in ('conv2former', 'released'):
         from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
@@ -215,9 +224,11 @@ def build_entries(run: RunSpec, device: torch.device,
             entries.append(build_config_entry(name, run, device))
             continue
         module, arch, cp = build_backbone(name, run.with_cp)
-        family = parse_model_name(name)[0]
-        entries.append(Entry(name, family, module.to(device), (x, ),
-                             run.shape[0], shape_str(run.shape),
+        parsed = parse_model_name(name)
+        module = module.to(device)
+        forward = torch.compile(module) if parsed.compile else None
+        entries.append(Entry(name, parsed.family, module, (x, ),
+                             run.shape[0], shape_str(run.shape), forward,
                              arch=arch, with_cp=cp))
     for entry in entries:
         if run.channels_last:

@@ -14,7 +14,7 @@ import torch
 
 from .models import Entry
 from .numerics import AMP_TOL, CHECK_TOL
-from .spec import RunSpec
+from .spec import RunSpec, parse_model_name
 
 
 def device_name(device: torch.device) -> str:
@@ -48,7 +48,7 @@ def summarise(entries: List[Entry],
         if e.amp_err is not None:
             err += f'/{e.amp_err:.1e}'
         label = e.label + ('+cp' if e.with_cp and
-                           not e.label.endswith('+cp') else '')
+                           'cp' not in e.label.split('+')[1:] else '')
         row = [label, e.input_desc, f'{np.median(t):.1f}',
                f'{q75 - q25:.1f}', f'{e.batch / medians[e.label]:.2f}',
                f'{medians[e.label] / medians[run.baseline]:.2f}', err]
@@ -102,6 +102,10 @@ def notes(entries: List[Entry], run: RunSpec) -> str:
              f'{CHECK_TOL:g})' +
              (f' / under autocast (must be < {AMP_TOL:g}).' if run.amp
               else '.')]
+    if any(parse_model_name(m).compile for m in run.models):
+        lines.append('+compile: torch.compile(module), default mode, '
+                     'compiled in its first calls: the output check (if '
+                     'any) and the warm-up, untimed.')
     if run.train:
         lines.append('peak_MiB = peak memory of one train step above what was'
                      ' held before it (' +

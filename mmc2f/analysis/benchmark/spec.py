@@ -5,7 +5,7 @@ import dataclasses
 import os.path as osp
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 SIZES = dict(n='nano', t='tiny', s='small', b='base', l='large')
 # Model families of --models and the sizes each has.
@@ -17,19 +17,32 @@ FAMILIES = {
 }
 
 
-def parse_model_name(name: str) -> Tuple[str, str, bool]:
-    """(family, arch, whether ``+cp`` asks for gradient checkpointing)."""
-    match = re.fullmatch(r'([a-z0-9]+)-([a-z])(\+cp)?', name)
+class ModelName(NamedTuple):
+    """A ``--models`` name, parsed."""
+    family: str
+    arch: str
+    cp: bool  # ``+cp``: gradient checkpointing
+    compile: bool  # ``+compile``: timed through ``torch.compile``
+
+
+def parse_model_name(name: str) -> ModelName:
+    """``family-X`` with the suffixes ``+cp`` and ``+compile``, each at most
+    once, in either order."""
+    match = re.fullmatch(r'([a-z0-9]+)-([a-z])((?:\+cp|\+compile)*)', name)
+    suffixes = match.group(3).split('+')[1:] if match else []
     if not match or match.group(1) not in FAMILIES or \
-            match.group(2) not in FAMILIES[match.group(1)]:
+            match.group(2) not in FAMILIES[match.group(1)] or \
+            len(set(suffixes)) != len(suffixes):
         valid = ', '.join(f'{f}-{{{",".join(s)}}}'
                           for f, s in FAMILIES.items())
         raise ValueError(f'Unknown model {name!r}; valid: {valid}, each '
-                         'but released-* optionally with +cp')
-    if match.group(3) and match.group(1) == 'released':
+                         'with the optional suffixes +compile and +cp (not '
+                         'released-*), in either order')
+    if 'cp' in suffixes and match.group(1) == 'released':
         raise ValueError(f'{name}: the released code has no gradient '
                          'checkpointing')
-    return match.group(1), SIZES[match.group(2)], bool(match.group(3))
+    return ModelName(match.group(1), SIZES[match.group(2)],
+                     'cp' in suffixes, 'compile' in suffixes)
 
 
 @dataclass(frozen=True)
@@ -84,14 +97,16 @@ class RunSpec:
             shape = (1, 3) + shape
         if len(shape) != 4:
             raise ValueError('--shape takes N C H W (or H W)')
-        if not self.models and not self.configs:
-            raise ValueError('nothing to time: give --models and/or --config')
-        for name in self.models:
-            parse_model_name(name)
         if self.repeats < 1 or self.warmup < 0:
             raise ValueError('--repeats must be >= 1 and --warmup >= 0')
         amp_dtype = self.amp_dtype or ('fp16' if self.device == 'cuda' else
                                        'bf16')
+        if not self.models and not self.configs:
+            raise ValueError('nothing to time: give --models and/or --config')
+        names = [parse_model_name(name) for name in self.models]
+        if self.warmup < 1 and any(name.compile for name in names):
+            raise ValueError('+compile needs --warmup >= 1: the first calls '
+                             'compile')
         labels = self.labels()
         if len(set(labels)) != len(labels):
             raise ValueError(f'a model is named twice: {labels}')
@@ -100,3 +115,4 @@ class RunSpec:
             raise ValueError(f'--baseline {baseline} is not among {labels}')
         return dataclasses.replace(self, shape=shape, amp_dtype=amp_dtype,
                                    baseline=baseline)
+
