@@ -140,6 +140,9 @@ def test_check_catches_a_different_computation(monkeypatch):
      '--baseline released-n is not among'),
     (dict(models=('conv2former-n+compile', ), warmup=0),
      r'\+compile needs'),
+    (dict(floor='x'), '--floor x: not one of'),
+    (dict(floor='t', models=('conv2former-n', )), 'no --models'),
+    (dict(floor='t', shape=(16, 64)), 'H and W >= 32'),
 ])
 def test_run_spec_refuses_what_cannot_run(kwargs, message):
     """The goal runs are RunSpecs built in code: they get the checks that
@@ -245,4 +248,54 @@ def test_compiled_model_is_checked_and_timed(train):
     assert entry.err < 1e-4
     time_entries([entry], run, device)
     assert len(entry.times) == 1 and entry.times[0] > 0
+
+
+def floor_tables(out):
+    """The floor profile's markdown table: {stage: {column: float}}."""
+    rows = parse_markdown(out)
+    return {
+        stage: {k: float(v) for k, v in row.items() if k not in (
+            'stage', 'input')}
+        for stage, row in rows.items()
+    }
+
+
+def test_floor_table():
+    """--floor: per stage and for the network, the depthwise conv (and the
+    modulation) against the bandwidth floor measured in the same run."""
+    out = run_tool('--floor', 'n', '--shape', 1, 3, 64, 64, '--repeats', 1,
+                   '--warmup', 0, '--markdown')
+    rows = floor_tables(out)
+    assert list(rows) == ['stage 1', 'stage 2', 'stage 3', 'stage 4',
+                          'total']
+    assert [r['blocks'] for r in rows.values()] == [2, 2, 8, 2, 14]
+    for row in rows.values():
+        for step in ('dw', 'dw+mod'):
+            assert 0 < row[f'{step}_floor_us'] < row[f'{step}_us']
+            # A lower bound, up to measurement noise.
+            assert 0.8 < row[f'{step}_ratio'] < float('inf')
+    stages = list(rows.values())[:4]
+    assert rows['total']['dw+mod_us'] == pytest.approx(
+        sum(r['dw+mod_us'] * r['blocks'] for r in stages), rel=0.01)
+    assert '7x7 depthwise conv' in out and 'GB/s' in out
+
+
+@pytest.mark.parametrize('amp,sizes', [
+    (None, (4, 4, 4)), ('bf16', (2, 2, 2)), ('fp16', (2, 2, 4))])
+def test_floor_bytes(monkeypatch, amp, sizes):
+    """The floor's bytes: the conv's input and V in the autocast dtype, and
+    A * V in the dtype the model computes it in (float32 under float16)."""
+    from mmc2f.analysis.benchmark import floor
+    from mmc2f.analysis.benchmark.spec import RunSpec
+    monkeypatch.setattr(floor, 'COPY_BYTES', 2**20)
+    run = RunSpec(floor='n', shape=(1, 3, 64, 64), repeats=1, warmup=0,
+                  amp=amp is not None, amp_dtype=amp).resolved()
+    rows = floor.measure_floor(run, torch.device('cpu'))
+    x, v, out = sizes
+    elements = [64 * 16 * 16, 128 * 8 * 8, 256 * 4 * 4, 512 * 2 * 2]
+    for row, n in zip(rows, elements):
+        assert row.dw_bytes == n * (x + x)
+        assert row.mod_bytes == n * (x + v + out)
+    assert rows[-1].mod_bytes == sum(
+        r.mod_bytes * r.blocks for r in rows[:4])
 

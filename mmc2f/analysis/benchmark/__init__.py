@@ -6,6 +6,8 @@
 * :mod:`.numerics`: the check that each model computes the released function;
 * :mod:`.timing`: the timed calls, round-robin;
 * :mod:`.memory`: peak memory of a train step (a fresh process per model);
+* :mod:`.floor`: the depthwise conv and modulation against the
+  memory-bandwidth floor (``--floor``);
 * :mod:`.onnx_check`: ONNX export against onnxruntime;
 * :mod:`.report`: the tables;
 * :mod:`.goals`: the project's performance goals as data, and ``--goals``;

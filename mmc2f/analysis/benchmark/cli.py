@@ -1,12 +1,14 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """The command line of ``tools/analysis/benchmark.py``: options into a
-:class:`~.spec.RunSpec` (or the goals), then the run and its table."""
+:class:`~.spec.RunSpec` (or the goals), then the run (or the floor profile)
+and its table."""
 import argparse
 from typing import List, Optional
 
 import torch
 from mmengine.config import DictAction
 
+from .floor import measure_floor, report_floor
 from .goals import run_goals
 from .report import load_average, report
 from .run import measure
@@ -45,6 +47,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='gradient checkpointing (mmc2f, mmpretrain and '
                         'config backbones; not released-*)')
     parser.add_argument('--markdown', action='store_true')
+    parser.add_argument('--floor', nargs='?', const='tiny', metavar='ARCH',
+                        help='instead of --models: the depthwise conv and '
+                        'modulation of each stage of this Conv2Former arch '
+                        '(default tiny) against the memory-bandwidth floor '
+                        '(honours --shape, --device, --amp, --channels-last)')
     parser.add_argument('--goals', action='store_true',
                         help='the project\'s performance goals in one run '
                         '(ignores the model and input options)')
@@ -60,7 +67,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         baseline=args.baseline, channels_last=args.channels_last,
         amp=args.amp, amp_dtype=args.amp_dtype, device=args.device,
         threads=args.threads, train=args.train, with_cp=args.with_cp,
-        markdown=args.markdown)
+        markdown=args.markdown, floor=args.floor)
     try:
         args.run = run.resolved()
     except ValueError as e:
@@ -82,4 +89,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise SystemExit('--device cuda: no CUDA device available')
     device = torch.device(run.device)
     load = load_average()
-    report(measure(run, device), run, device, load)
+    if run.floor:
+        report_floor(measure_floor(run, device), run, device, load)
+    else:
+        report(measure(run, device), run, device, load)

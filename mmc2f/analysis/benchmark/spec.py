@@ -47,7 +47,9 @@ def parse_model_name(name: str) -> ModelName:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: models and configs timed side by side on one input.
+    """One run: models and configs timed side by side on one input, or
+    (``floor``) one arch's depthwise conv and modulation against the
+    memory-bandwidth floor.
 
     Attributes:
         models: ``--models`` names (see :mod:`.models`).
@@ -65,6 +67,9 @@ class RunSpec:
         train: A forward and backward per call, and peak memory.
         with_cp: Gradient checkpointing for every model that has it.
         markdown: Tables in markdown.
+        floor: Instead of models, the arch (a Conv2Former preset or its
+            letter) whose depthwise conv and modulation are profiled
+            against the memory-bandwidth floor (``--floor``, :mod:`.floor`).
     """
     models: Tuple[str, ...] = ()
     configs: Tuple[str, ...] = ()
@@ -81,6 +86,7 @@ class RunSpec:
     train: bool = False
     with_cp: bool = False
     markdown: bool = False
+    floor: Optional[str] = None
 
     def labels(self) -> List[str]:
         """The table's model labels: the --models names, then the configs'
@@ -101,6 +107,8 @@ class RunSpec:
             raise ValueError('--repeats must be >= 1 and --warmup >= 0')
         amp_dtype = self.amp_dtype or ('fp16' if self.device == 'cuda' else
                                        'bf16')
+        if self.floor is not None:
+            return self._resolved_floor(shape, amp_dtype)
         if not self.models and not self.configs:
             raise ValueError('nothing to time: give --models and/or --config')
         names = [parse_model_name(name) for name in self.models]
@@ -116,3 +124,18 @@ class RunSpec:
         return dataclasses.replace(self, shape=shape, amp_dtype=amp_dtype,
                                    baseline=baseline)
 
+    def _resolved_floor(self, shape: Tuple[int, ...],
+                        amp_dtype: str) -> 'RunSpec':
+        """The floor profile: an arch, in inference, nothing else timed."""
+        if self.models or self.configs or self.train:
+            raise ValueError('--floor profiles one arch in inference: no '
+                             '--models, --config or --train with it')
+        if min(shape[2:]) < 32:
+            raise ValueError('--floor needs H and W >= 32 (the last stage\'s '
+                             'stride)')
+        arch = SIZES.get(self.floor, self.floor)
+        if arch not in SIZES.values():
+            raise ValueError(f'--floor {self.floor}: not one of '
+                             f'{", ".join(SIZES.values())} (or n t s b l)')
+        return dataclasses.replace(self, shape=shape, amp_dtype=amp_dtype,
+                                   floor=arch)

@@ -11,7 +11,7 @@ output; no optimiser step) in train mode.
 import sys
 import time
 from contextlib import nullcontext
-from typing import ContextManager, List
+from typing import Callable, ContextManager, List
 
 import torch
 
@@ -19,12 +19,14 @@ from .models import Entry
 from .spec import RunSpec
 
 
+AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+
+
 def amp_context(run: RunSpec, device: torch.device) -> ContextManager:
     """Autocast in the run's dtype, or nothing."""
     if not run.amp:
         return nullcontext()
-    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16)[run.amp_dtype]
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=AMP_DTYPES[run.amp_dtype])
 
 
 def _sync(device: torch.device) -> None:
@@ -32,23 +34,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_calls(fn: Callable[[], object], device: torch.device,
+               calls: int = 1) -> float:
+    """Seconds per call of ``calls`` back-to-back calls of ``fn``,
+    synchronised before and after: on CUDA, the launch queue stays full
+    and one synchronisation is shared by all calls."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / calls
+
+
 def run_once(entry: Entry, run: RunSpec, device: torch.device) -> float:
     """Seconds of one inference call, or of one forward + backward."""
     if run.train:
         entry.module.zero_grad(set_to_none=True)
-        _sync(device)
-        start = time.perf_counter()
-        with amp_context(run, device):
-            loss = entry.loss(entry.forward(*entry.inputs))
-        loss.backward()
-        _sync(device)
-        return time.perf_counter() - start
-    _sync(device)
-    start = time.perf_counter()
-    with torch.inference_mode(), amp_context(run, device):
-        entry.forward(*entry.inputs)
-    _sync(device)
-    return time.perf_counter() - start
+
+        def step() -> None:
+            with amp_context(run, device):
+                loss = entry.loss(entry.forward(*entry.inputs))
+            loss.backward()
+
+        return time_calls(step, device)
+
+    def infer() -> None:
+        with torch.inference_mode(), amp_context(run, device):
+            entry.forward(*entry.inputs)
+
+    return time_calls(infer, device)
 
 
 def time_entries(entries: List[Entry], run: RunSpec,

@@ -1,0 +1,195 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""The depthwise conv and the modulation of each stage against their
+memory-bandwidth floor (``--floor``, and the ``gpu-floor`` goal run).
+
+In a block, A = DWConv_kxk(GELU(W1 X)) multiplies V = W2 X
+(:class:`~mmc2f.models.backbones.conv2former.ConvMod`). The step moves
+whole tensors through memory for little arithmetic, so its floor is the
+time its unavoidable traffic takes at the device's memory bandwidth: that of
+a kernel reading each input once and writing each output once (the weights
+are negligible):
+
+* ``dw``, the conv alone: read its input, write A;
+* ``dw+mod``, the conv and the modulation fused: read the conv's input and
+  V, write A * V;
+
+in the dtypes the model has there: the run's autocast dtype for the conv's
+input, V and A (float32 without ``amp``), and for A * V the dtype the model
+computes it in (float32 under float16 autocast: ``float32_under_float16``).
+The bandwidth is measured in the same run: a copy of ``COPY_BYTES``, bytes
+read + written / time.
+
+Per stage (strides 4, 8, 16, 32 of the run's input; channels, depths and
+kernel of the arch), the timed code is the model's own, on random inputs in
+those dtypes and the run's memory format: the depthwise conv of a built
+block (``attn.att[2]``), then that conv followed by the block's modulation
+as ``ConvMod.forward`` runs it, under the run's autocast, in inference mode.
+The network's total is the sum over stages of the time per block times the
+stage's depth. A sample times back-to-back calls (``MIN_SAMPLE_S`` at least)
+that cycle through enough distinct inputs to exceed ``COPY_BYTES``, so that
+each call reads memory, not a cache; each time is the median of ``repeats``
+samples after ``warmup`` samples and a first one that sizes them.
+"""
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .models import shape_str
+from .report import describe_run, format_table
+from .spec import RunSpec
+from .timing import AMP_DTYPES, amp_context, time_calls
+
+COPY_BYTES = 2**28  # 256 MiB: more than a GPU's L2 or a CPU's L3
+MIN_SAMPLE_S = 5e-3  # shares a synchronisation among many calls
+MAX_INPUTS = 64  # distinct inputs per step, whatever their size
+STRIDES = (4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class FloorRow:
+    """One stage's step per block, or (``label`` 'total') the network's.
+
+    Attributes:
+        label: ``'stage 1'`` to ``'stage 4'``, or ``'total'``.
+        input: The conv's input (total: the network's input), as NxCxHxW.
+        blocks: The stage's depth (total: all blocks).
+        dw_s, mod_s: Median seconds of the conv, of the conv + modulation.
+        dw_bytes, mod_bytes: Bytes a fused kernel of each must move.
+        bandwidth: The copy's bytes/s.
+        dtypes: A's and A * V's dtype.
+    """
+    label: str
+    input: str
+    blocks: int
+    dw_s: float
+    mod_s: float
+    dw_bytes: int
+    mod_bytes: int
+    bandwidth: float
+    dtypes: Tuple[torch.dtype, torch.dtype]
+
+    @property
+    def dw_floor_s(self) -> float:
+        return self.dw_bytes / self.bandwidth
+
+    @property
+    def mod_floor_s(self) -> float:
+        return self.mod_bytes / self.bandwidth
+
+    @property
+    def ratio(self) -> float:
+        """dw+mod time / its floor (the goal's number)."""
+        return self.mod_s / self.mod_floor_s
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _median_per_call(step: Callable[..., object], inputs: Sequence[tuple],
+                     run: RunSpec, device: torch.device) -> float:
+    """Median seconds per call of ``step(*inputs[i])``, cycling through
+    ``inputs``."""
+    cycle = itertools.cycle(inputs)
+
+    def call() -> None:
+        step(*next(cycle))
+
+    first = time_calls(call, device, len(inputs))
+    calls = max(len(inputs), math.ceil(MIN_SAMPLE_S / first))
+    for _ in range(run.warmup):
+        time_calls(call, device, calls)
+    return float(np.median(
+        [time_calls(call, device, calls) for _ in range(run.repeats)]))
+
+
+def copy_bandwidth(run: RunSpec, device: torch.device) -> float:
+    """Bytes/s read + written by a copy of ``COPY_BYTES``."""
+    src = torch.ones(COPY_BYTES // 4, device=device)
+    dst = torch.empty_like(src)
+    return 2 * COPY_BYTES / _median_per_call(
+        lambda s, d: d.copy_(s), [(src, dst)], run, device)
+
+
+def measure_floor(run: RunSpec, device: torch.device) -> List[FloorRow]:
+    """The rows of the stages of ``run.floor``, then the total."""
+    from mmc2f.models.backbones.conv2former import (ARCH_SETTINGS,
+                                                    Conv2FormerBlock,
+                                                    float32_under_float16)
+    bandwidth = copy_bandwidth(run, device)
+    arch = ARCH_SETTINGS[run.floor]
+    n, _, h, w = run.shape
+    dtype = AMP_DTYPES[run.amp_dtype] if run.amp else torch.float32
+    fmt = torch.channels_last if run.channels_last else \
+        torch.contiguous_format
+    rows = []
+    for i, (c, depth, stride) in enumerate(
+            zip(arch['channels'], arch['depths'], STRIDES)):
+        shape = (n, c, h // stride, w // stride)
+        attn = Conv2FormerBlock(c, arch['kernel_size']).attn.to(
+            device, memory_format=fmt).eval()
+        conv = attn.att[2]
+
+        def dw(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return conv(x)
+
+        def mod(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return float32_under_float16(attn.modulate, conv(x), v)
+
+        def rand() -> torch.Tensor:
+            return torch.randn(shape, device=device, dtype=dtype).contiguous(
+                memory_format=fmt)
+
+        pair_bytes = 2 * math.prod(shape) * dtype.itemsize
+        inputs = [(rand(), rand()) for _ in range(
+            min(MAX_INPUTS, math.ceil(COPY_BYTES / pair_bytes)))]
+        with torch.inference_mode(), amp_context(run, device):
+            x, v = inputs[0]
+            a, av = dw(x, v), mod(x, v)
+            rows.append(FloorRow(
+                f'stage {i + 1}', shape_str(shape), depth,
+                _median_per_call(dw, inputs, run, device),
+                _median_per_call(mod, inputs, run, device),
+                _nbytes(x) + _nbytes(a), _nbytes(x) + _nbytes(v) +
+                _nbytes(av), bandwidth, (a.dtype, av.dtype)))
+    rows.append(FloorRow(
+        'total', shape_str(run.shape), sum(r.blocks for r in rows),
+        *(sum(getattr(r, f) * r.blocks for r in rows)
+          for f in ('dw_s', 'mod_s', 'dw_bytes', 'mod_bytes')),
+        bandwidth, rows[0].dtypes))
+    return rows
+
+
+def report_floor(rows: List[FloorRow], run: RunSpec, device: torch.device,
+                 load: str) -> None:
+    """Prints the run's line, the table (microseconds) and its notes."""
+    header = ['stage', 'input', 'blocks', 'dw_us', 'dw_floor_us', 'dw_ratio',
+              'dw+mod_us', 'dw+mod_floor_us', 'dw+mod_ratio']
+    table = []
+    for r in rows:
+        cells = [r.label, r.input, str(r.blocks)]
+        for t, floor in ((r.dw_s, r.dw_floor_s), (r.mod_s, r.mod_floor_s)):
+            cells += [f'{t * 1e6:.1f}', f'{floor * 1e6:.1f}',
+                      f'{t / floor:.2f}']
+        table.append(cells)
+    from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
+    k = ARCH_SETTINGS[run.floor]['kernel_size']
+    a_dtype, av_dtype = (str(d).replace('torch.', '') for d in rows[0].dtypes)
+    gap = '\n' if run.markdown else ''
+    print(describe_run(run, device, load) + gap)
+    print(format_table(header, table, run.markdown))
+    print(gap + f'Conv2Former-{run.floor}: dw = the {k}x{k} depthwise conv '
+          'of a block, dw+mod = it and the modulation (A * V, computed as '
+          'in ConvMod.forward); stage rows per block, total = the '
+          'network (per block x blocks).\n'
+          f'floor = bytes a fused kernel moves (dw: read the input, write A; '
+          f'dw+mod: read the input and V, write A * V; A in {a_dtype}, '
+          f'A * V in {av_dtype}) / the copy bandwidth, '
+          f'{rows[0].bandwidth / 1e9:.1f} GB/s (a {COPY_BYTES >> 20} MiB '
+          'tensor copied, bytes read + written / median time); ratio = '
+          f'time / floor. Median of {run.repeats} samples after '
+          f'{run.warmup} warm-up samples.')
