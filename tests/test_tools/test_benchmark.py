@@ -157,7 +157,7 @@ def test_run_spec_refuses_what_cannot_run(kwargs, message):
 
 
 def test_goals_in_one_command(monkeypatch, capsys):
-    """--goals runs every run the machine can do (the GPU one is skipped
+    """--goals runs every run the machine can do (the GPU ones are skipped
     without CUDA) and prints each goal's ratio, computed from the tables
     above it, against its target, and the ONNX check."""
     import dataclasses
@@ -209,8 +209,12 @@ def test_goals_in_one_command(monkeypatch, capsys):
               float(train['conv2former-t']['peak_MiB'].rstrip('*')))
     assert float(goal_rows['train step peak memory, with_cp / without'][0]) \
         == pytest.approx(memory, rel=0.01, abs=0.002)
-    assert goal_rows['GPU throughput, batch 128 AMP, mmc2f / released'] == [
-        'not run', '<= 1', '-']
+    for name in ('gpu-floor', 'gpu', 'gpu-training'):
+        assert f'## {name}: skipped, no CUDA device' in out
+    for goal in goals.GOALS:
+        if goal.run.startswith('gpu'):
+            assert goal_rows[goal.what] == [
+                'not run', f'<= {goal.target:g}', '-']
     err, target, reached = goal_rows[
         'ONNX opset 17, onnxruntime vs PyTorch, max rel err']
     assert float(err) < 1e-4 and (target, reached) == ('< 1e-4', 'yes')
@@ -299,3 +303,34 @@ def test_floor_bytes(monkeypatch, amp, sizes):
     assert rows[-1].mod_bytes == sum(
         r.mod_bytes * r.blocks for r in rows[:4])
 
+
+def test_goals_of_some_runs(monkeypatch, capsys):
+    """``--goals RUN``: only that run; the floor goal is the network's
+    dw+mod time over its floor (here the GPU floor run on the CPU, small);
+    the goals of the other runs, ONNX included, are not run."""
+    import dataclasses
+
+    from mmc2f.analysis.benchmark import cli, floor, goals
+    monkeypatch.setattr(floor, 'COPY_BYTES', 2**20)
+    monkeypatch.setitem(goals.GOAL_RUNS, 'gpu-floor', dataclasses.replace(
+        goals.GOAL_RUNS['gpu-floor'], device='cpu', shape=(1, 3, 64, 64)))
+    cli.main(['--goals', 'gpu-floor', '--threads', '1', '--repeats', '1',
+              '--warmup', '0', '--markdown'])
+    profile, table = capsys.readouterr().out.split('## goals')
+    assert '## gpu-floor' in profile and '## detection' not in profile
+    total = floor_tables(profile)['total']
+    rows = parse_markdown(table)
+    for goal in goals.GOALS + [goals.ONNX_GOAL]:
+        if goal.run != 'gpu-floor':
+            assert rows[goal.what]['measured'] == 'not run'
+            continue
+        assert float(rows[goal.what]['measured']) == pytest.approx(
+            total['dw+mod_ratio'], rel=0.01)
+        assert rows[goal.what]['target'] == '<= 1.5'
+
+
+def test_goals_refuses_an_unknown_run(capsys):
+    from mmc2f.analysis.benchmark import cli
+    with pytest.raises(SystemExit):
+        cli.parse_args(['--goals', 'gpu-inference'])
+    assert 'unknown runs' in capsys.readouterr().err

@@ -9,7 +9,7 @@ import torch
 from mmengine.config import DictAction
 
 from .floor import measure_floor, report_floor
-from .goals import run_goals
+from .goals import GOAL_RUNS, run_goals
 from .report import load_average, report
 from .run import measure
 from .spec import RunSpec
@@ -52,11 +52,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'modulation of each stage of this Conv2Former arch '
                         '(default tiny) against the memory-bandwidth floor '
                         '(honours --shape, --device, --amp, --channels-last)')
-    parser.add_argument('--goals', action='store_true',
+    parser.add_argument('--goals', nargs='*', metavar='RUN',
                         help='the project\'s performance goals in one run '
-                        '(ignores the model and input options)')
+                        '(ignores the model and input options); optionally '
+                        f'only these runs: {" ".join(GOAL_RUNS)}')
     args = parser.parse_args(argv)
-    if args.goals:
+    if args.goals is not None:
+        unknown = set(args.goals) - set(GOAL_RUNS)
+        if unknown:
+            parser.error(f'--goals: unknown runs {sorted(unknown)}, valid: '
+                         f'{" ".join(GOAL_RUNS)}')
         return args
     defaults = RunSpec()
     run = RunSpec(
@@ -81,8 +86,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         torch.set_num_threads(args.threads)
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mmengine').setLevel('ERROR')
-    if args.goals:
-        run_goals(args.threads, args.repeats, args.warmup, args.markdown)
+    if args.goals is not None:
+        run_goals(args.threads, args.repeats, args.warmup, args.markdown,
+                  args.goals)
         return
     run = args.run
     if run.device == 'cuda' and not torch.cuda.is_available():
