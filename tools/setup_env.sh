@@ -89,6 +89,31 @@ for pin in build_tools + [line.split('#')[0].strip() for line in open(lock)]:
 print('\n'.join(dict.fromkeys(missing)))
 PY
 
+# mmengine's wheel requires opencv-python. Where opencv-python-headless provides cv2 instead
+# (servers, Docker images), pip would install a second OpenCV over the same files. There each
+# package is installed without its dependencies: the lock file's missing pins, which are their
+# closure, less opencv-python; `pip check` then shows what else is off.
+HEADLESS_ONLY="$("$PY" -c '
+from importlib.metadata import PackageNotFoundError, version
+try:
+    version("opencv-python")
+except PackageNotFoundError:
+    try:
+        print(version("opencv-python-headless"))
+    except PackageNotFoundError:
+        pass
+')"
+install_pinned() {
+  if [[ -n "$HEADLESS_ONLY" ]]; then
+    "${PIP[@]}" install -q --no-deps \
+      -r <(grep -vE '^(torch|torchvision|opencv-python)==' "$PINS") "$@"
+  else
+    "${PIP[@]}" install -q -c "$PINS" "$@"
+  fi
+}
+[[ -z "$HEADLESS_ONLY" ]] \
+  || log "keeping opencv-python-headless $HEADLESS_ONLY: packages go in without pip's resolver"
+
 # 3. mmcv 2.1.0 with compiled ops. A working one is kept, whoever installed it (this script,
 # OpenMMLab's prebuilt wheels, conda); otherwise a wheel is compiled once per (torch build,
 # CUDA, Python, build recipe) and cached.
@@ -157,7 +182,7 @@ PY
 build_mmcv_wheel() {
   local wheel_dir="$1" build src start pid step
   # mmcv 2.1.0's setup.py imports pkg_resources (see SETUPTOOLS_PIN).
-  "${PIP[@]}" install -q -c "$PINS" "setuptools<82" wheel ninja
+  install_pinned "setuptools<82" wheel ninja
   build="$(mktemp -d)"
   trap "rm -rf '$build'" EXIT  # expanded now: the trap runs after this function's locals are gone
   "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$build" \
@@ -233,8 +258,11 @@ SH
     tail -40 "$build/build.log" >&2
     die "mmcv build failed; full log above (last 40 lines)"
   fi
-  grep -qF -- "$py_cflags" "$src"/build/temp*/build.ninja \
-    || die "mmcv was compiled without Python's flags ($py_cflags); see $src/build"
+  # build.ninja joins the flags with one space; Python's CFLAGS may hold runs of them (Debian's).
+  local flags
+  read -ra flags <<<"$py_cflags"
+  cat "$src"/build/temp*/build.ninja | tr -s ' ' | grep -F -- "${flags[*]}" >/dev/null \
+    || die "mmcv was compiled without Python's flags ($py_cflags)"
   if [[ -e "$build/pch/pytorch_cpp_helper.hpp.gch.failed" ]]; then
     log "  (GCC could not precompile torch's headers; compiled without them)"
   fi
@@ -246,7 +274,7 @@ SH
 # An installed mmcv gets its own dependencies first, so that it can be imported and checked.
 INSTALLED_MMCV="$("$PY" -c 'from importlib.metadata import version; print(version("mmcv"))' 2>/dev/null || true)"
 if [[ -n "$INSTALLED_MMCV" ]]; then
-  "${PIP[@]}" install -q -c "$PINS" "mmcv==$INSTALLED_MMCV"
+  install_pinned "mmcv==$INSTALLED_MMCV"
 fi
 if reason="$(check_mmcv 2>&1)"; then
   log "keeping the installed mmcv $MMCV_VERSION: its ops run with torch $("$PY" -c 'import torch; print(torch.__version__)')"
@@ -260,17 +288,22 @@ else
     (build_mmcv_wheel "$WHEEL_DIR")  # a subshell: its CFLAGS, CXX and trap stay there
   fi
   "${PIP[@]}" install -q --force-reinstall --no-deps "$WHEEL_DIR"/mmcv-*.whl
-  "${PIP[@]}" install -q -c "$PINS" "$WHEEL_DIR"/mmcv-*.whl  # its dependencies
+  install_pinned "$WHEEL_DIR"/mmcv-*.whl  # its dependencies
   reason="$(check_mmcv 2>&1)" || die "the mmcv just installed does not work: ${reason##*$'\n'}"
 fi
 
 # 4. The OpenMMLab libraries, what they import without declaring, and mmc2f.
 log "installing mmengine, mmdet, mmsegmentation, mmpretrain and mmc2f"
-"${PIP[@]}" install -q -c "$PINS" \
+install_pinned \
   -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/optional.txt"
 # PEP 660: setuptools >= 80 runs `setup.py develop` as a pip call with build isolation, which
 # would fetch setuptools from the index again.
 "${PIP[@]}" install -q --no-build-isolation --no-deps --use-pep517 -e "$ROOT"
+if [[ -n "$HEADLESS_ONLY" ]]; then
+  # What no resolver checked: requirements this environment does not meet, less opencv-python.
+  "${PIP[@]}" check 2>&1 | grep -v "requires opencv-python, which is not installed" \
+    | sed 's/^/[setup] pip check: /' || true
+fi
 "$PY" -c "import mmc2f, mmdet.models, mmseg.models, mmpretrain.models; from mmcv.ops import RoIAlign; \
 print('mmc2f', mmc2f.__version__, 'ready')"
 log "done. Activate with: source $VENV/bin/activate"
