@@ -6,7 +6,8 @@ cost here?
 Each config runs through a train tool and then the matching test tool as
 subprocesses, as a user runs them (mmc2f's ``tools/train.py`` and
 ``tools/test.py``, or with ``--tools library`` those shipped inside
-mmdet / mmseg), on a COCO-format (1333x800 images) or ADE20k-format
+mmdet / mmseg; with ``--gpus N``, ``tools/dist_train.sh`` and
+``dist_test.sh`` on N processes), on a COCO-format (1333x800 images) or ADE20k-format
 (683x512) set of coloured shapes generated once per library. Everything of
 the config stays as written (model, AMP, optimiser, pipelines and their
 image scales) except:
@@ -182,24 +183,49 @@ def read_test_log(result: CheckResult, work_dir: str, scope: str) -> None:
                       if k in logged}
 
 
-def _run(tool: str, args: Sequence[str], log: str) -> Optional[str]:
+def _run(command: List[str], log: str) -> Optional[str]:
     """Run a tool, its output into ``log``; None, or the error's tail."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=os.pathsep.join(
         filter(None, [REPO, os.environ.get('PYTHONPATH')])))
     with open(log, 'w') as f:
-        code = subprocess.run([sys.executable, tool, *args], cwd=REPO,
-                              env=env, stdout=f,
+        code = subprocess.run(command, cwd=REPO, env=env, stdout=f,
                               stderr=subprocess.STDOUT).returncode
     if code == 0:
         return None
     with open(log) as f:
         tail = f.read()[-3000:]
-    return f'{osp.basename(tool)} exited with {code} (log: {log}):\n{tail}'
+    return (f'{osp.basename(command[1])} exited with {code} (log: {log}):'
+            f'\n{tail}')
+
+
+def _tool(tools: str, scope: str, name: str) -> str:
+    return osp.join(REPO, 'tools', name) if tools == 'mmc2f' else \
+        library_file(scope, 'tools', name)
+
+
+def train_command(tools: str, scope: str, gpus: int,
+                  config: str) -> List[str]:
+    """The train tool's command line, on torchrun when ``gpus``."""
+    if gpus:
+        return ['bash', _tool(tools, scope, 'dist_train.sh'), config,
+                str(gpus)]
+    return [sys.executable, _tool(tools, scope, 'train.py'), config]
+
+
+def test_command(tools: str, scope: str, gpus: int, config: str,
+                 checkpoint: str) -> List[str]:
+    """The test tool's command line, on torchrun when ``gpus``."""
+    if gpus:
+        return ['bash', _tool(tools, scope, 'dist_test.sh'), config,
+                checkpoint, str(gpus)]
+    return [sys.executable, _tool(tools, scope, 'test.py'), config,
+            checkpoint]
 
 
 def check_config(name: str, tools: str, work_root: str, data_root: str,
                  iters: int, num_train: int, num_val: int, scale: float,
-                 cfg_options: Optional[Overrides]) -> CheckResult:
+                 cfg_options: Optional[Overrides],
+                 gpus: int = 0) -> CheckResult:
     """Train then test one config; what its logs say."""
     path = resolve_config(name)
     cfg = Config.fromfile(path)
@@ -208,9 +234,11 @@ def check_config(name: str, tools: str, work_root: str, data_root: str,
         raise ValueError(f'{name}: {scope} configs are not supported here '
                          '(detection and segmentation are)')
     label = osp.splitext(osp.basename(path))[0]
-    work_dir = osp.join(work_root, f'{label}_{tools}')
+    work_dir = osp.join(work_root,
+                        f'{label}_{tools}' + (f'_{gpus}gpu' if gpus else ''))
     batch = cfg.train_dataloader.batch_size
-    result = CheckResult(label, tools, batch)
+    result = CheckResult(label, tools + (f' x{gpus}' if gpus else ''),
+                         batch)
 
     data = make_data(scope, data_root, num_train, num_val, scale)
     overrides = coco_overrides(cfg, data, SHAPES, scale) \
@@ -218,17 +246,14 @@ def check_config(name: str, tools: str, work_root: str, data_root: str,
     overrides['model.backbone.init_cfg'] = None
     overrides.update(cfg_options or {})
     train_overrides = dict(overrides, **schedule_overrides(
-        cfg, iters, max(num_train // batch, 1)))
-    train, test = ((osp.join(REPO, 'tools', 'train.py'),
-                    osp.join(REPO, 'tools', 'test.py')) if tools == 'mmc2f'
-                   else (library_file(scope, 'tools', 'train.py'),
-                         library_file(scope, 'tools', 'test.py')))
+        cfg, iters, max(num_train // (batch * max(gpus, 1)), 1)))
     os.makedirs(work_dir, exist_ok=True)
 
     print(f'[train-check] {label}: training ({tools} tools)', flush=True)
-    result.error = _run(train, [path, '--work-dir', work_dir,
-                                '--cfg-options', *to_cli(train_overrides)],
-                        osp.join(work_dir, 'train.log')) or ''
+    result.error = _run(
+        train_command(tools, scope, gpus, path) +
+        ['--work-dir', work_dir, '--cfg-options', *to_cli(train_overrides)],
+        osp.join(work_dir, 'train.log')) or ''
     if result.error:
         return result
     read_train_log(result, work_dir)
@@ -236,9 +261,10 @@ def check_config(name: str, tools: str, work_root: str, data_root: str,
         checkpoint = f.read().strip()
 
     print(f'[train-check] {label}: testing', flush=True)
-    result.error = _run(test, [path, checkpoint, '--work-dir', work_dir,
-                               '--cfg-options', *to_cli(overrides)],
-                        osp.join(work_dir, 'test.log')) or ''
+    result.error = _run(
+        test_command(tools, scope, gpus, path, checkpoint) +
+        ['--work-dir', work_dir, '--cfg-options', *to_cli(overrides)],
+        osp.join(work_dir, 'test.log')) or ''
     if not result.error:
         read_test_log(result, work_dir, scope)
     return result
@@ -282,6 +308,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tools', choices=['mmc2f', 'library'],
                         default='mmc2f',
                         help="mmc2f's train/test tools or the library's own")
+    parser.add_argument('--gpus', type=int, default=0,
+                        help='train and test on torchrun with this many '
+                        'processes (tools/dist_train.sh, dist_test.sh)')
     parser.add_argument('--iters', type=int, default=300)
     parser.add_argument('--num-train', type=int, default=40,
                         help='generated training images')
@@ -294,9 +323,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='more overrides, for every config')
     args = parser.parse_args(argv)
     if args.iters < 1 or args.num_train < 1 or args.num_val < 1 or \
-            args.scale <= 0:
+            args.scale <= 0 or args.gpus < 0:
         parser.error('--iters, --num-train, --num-val and --scale must be '
-                     'positive')
+                     'positive, --gpus at least 0')
+    if args.gpus and args.tools != 'mmc2f':
+        parser.error("--gpus runs mmc2f's tools/dist_train.sh and "
+                     'dist_test.sh: leave --tools as mmc2f')
     return args
 
 
@@ -308,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = [
         check_config(name, args.tools, work_dir, osp.join(work_dir, 'data'),
                      args.iters, args.num_train, args.num_val, args.scale,
-                     args.cfg_options) for name in args.configs
+                     args.cfg_options, args.gpus) for name in args.configs
     ]
     with open(osp.join(work_dir, 'train_check.json'), 'w') as f:
         json.dump([dict(asdict(r), falls=r.falls, passed=r.passed)

@@ -76,17 +76,18 @@ def test_bad_arguments():
 
 
 def test_paper_configs_train_and_test(tmp_path):
-    """Mask R-CNN through our tools, UperNet through mmseg's own, at an
-    eighth of the real image sizes (a 2-core machine), on one generated set
-    per library; a smaller UperNet backbone for time. Four iterations need
-    not lower the loss: the exit status must say what the json says."""
+    """Mask R-CNN through our distributed tools, UperNet through mmseg's
+    own, at an eighth of the real image sizes (a 2-core machine), on one
+    generated set per library; a smaller UperNet backbone for time. Four
+    iterations need not lower the loss: the exit status must say what the
+    json says."""
     work_dir = tmp_path / 'check'
     common = ['--iters', '4', '--num-train', '4', '--num-val', '2',
               '--scale', '0.125', '--work-dir', str(work_dir)]
     tool = osp.join(REPO, 'tools', 'analysis', 'train_check.py')
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='2')
     for config, extra in (
-            (MASK_RCNN, []),
+            (MASK_RCNN, ['--gpus', '1']),  # torchrun; gloo on a CPU
             (UPERNET, ['--tools', 'library', '--cfg-options',
                        'model.backbone.arch=nano',
                        'model.decode_head.in_channels=[64,128,256,512]',
@@ -103,7 +104,8 @@ def test_paper_configs_train_and_test(tmp_path):
         assert result['metrics']  # the test tool's COCO AP / mIoU
     assert result['tools'] == 'library'
     assert set(result['metrics']) == {'mIoU', 'aAcc'}
-    det_dir = work_dir / (osp.splitext(osp.basename(MASK_RCNN))[0] + '_mmc2f')
+    det_dir = work_dir / (osp.splitext(osp.basename(MASK_RCNN))[0] +
+                          '_mmc2f_1gpu')
     assert (det_dir / 'last_checkpoint').is_file()
     assert 'coco/segm_mAP' in (det_dir / 'test.log').read_text()
     # Each library's set was generated once, at an eighth of 800x1333 and
