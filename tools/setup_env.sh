@@ -205,6 +205,19 @@ build_mmcv_wheel() {
   # first compile and puts it first on the include path. GCC uses it where that header is
   # the first include (63 of the 77 files) and its flags and macros match, otherwise reads
   # the header as usual; the object code is identical. The .gch (~0.5 GB) lives in $build.
+  # torch's CUDA headers include the CUDA libraries' (cusparse.h, cublas_v2.h, ...). A toolkit
+  # without them (nvcc alone) is completed by the nvidia-* packages that torch's wheel brought;
+  # CPATH comes after the -I folders, so a complete toolkit's own headers still win.
+  if ((WITH_CUDA)); then
+    local nvidia_includes
+    nvidia_includes="$("$PY" -c 'import glob, os
+try:
+    import nvidia
+except ImportError:
+    raise SystemExit
+print(os.pathsep.join(sorted(d for p in nvidia.__path__ for d in glob.glob(os.path.join(p, "*", "include")))))')"
+    [[ -z "$nvidia_includes" ]] || export CPATH="${CPATH:+$CPATH:}$nvidia_includes"
+  fi
   local cxx="${CXX:-c++}"
   if command -v flock >/dev/null && $cxx -v 2>&1 | grep -q '^gcc version'; then
     mkdir "$build/pch"

@@ -18,6 +18,7 @@ import sys
 import sysconfig
 
 import pytest
+import torch
 
 from tests.test_e2e.helpers import REPO
 
@@ -46,11 +47,12 @@ def offline_env(**extra) -> dict:
     return dict(env, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX='1', **extra)
 
 
-def run_setup(tmp_path, venv) -> subprocess.CompletedProcess:
+def run_setup(tmp_path, venv, **env) -> subprocess.CompletedProcess:
     return subprocess.run(
         ['bash', SETUP], cwd=REPO, capture_output=True, text=True,
         timeout=600, env=offline_env(MMC2F_VENV=str(venv),
-                                     MMC2F_CACHE=str(tmp_path / 'cache')))
+                                     MMC2F_CACHE=str(tmp_path / 'cache'),
+                                     **env))
 
 
 def installed_here(venv, site) -> list:
@@ -102,6 +104,37 @@ def test_setup_rebuilds_an_mmcv_that_does_not_work(tmp_path, version, ops,
     # It sets out to build one; offline, the source download stops it.
     assert result.returncode != 0
     assert f'installing mmcv 2.1.0 with ops: {reason}' in log, log[-4000:]
+    assert 'could not download the mmcv 2.1.0 source' in log, log[-4000:]
+
+
+def test_force_cuda_without_nvcc_is_refused(tmp_path):
+    venv = tmp_path / 'env'
+    make_env(venv)
+    nvcc = shutil.which('nvcc')
+    path = os.pathsep.join(
+        d for d in os.environ['PATH'].split(os.pathsep)
+        if not nvcc or osp.dirname(nvcc) != d)
+    result = run_setup(tmp_path, venv, FORCE_CUDA='1', PATH=path)
+    assert result.returncode != 0
+    assert 'FORCE_CUDA=1 asks for mmcv CUDA ops' in result.stderr
+    assert 'nvcc is not on the PATH' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which('nvcc') is None or torch.version.cuda is None,
+    reason='needs nvcc and a CUDA build of torch')
+def test_force_cuda_rebuilds_an_mmcv_without_cuda_ops(tmp_path):
+    """No GPU here: FORCE_CUDA=1 still wants CUDA ops, which the working
+    CPU-only mmcv lacks; it sets out to build them (offline: stopped)."""
+    venv = tmp_path / 'env'
+    make_env(venv)
+    result = run_setup(tmp_path, venv, FORCE_CUDA='1',
+                       TORCH_CUDA_ARCH_LIST='9.0')
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert ('installing mmcv 2.1.0 with ops: mmcv 2.1.0 is installed without '
+            'the CUDA ops this machine can build') in log, log[-4000:]
     assert 'could not download the mmcv 2.1.0 source' in log, log[-4000:]
 
 
