@@ -43,7 +43,8 @@ from mmengine.config import Config, DictAction
 
 from mmc2f.testing import make_ade_shapes, make_coco_shapes
 from mmc2f.testing.overrides import (Overrides, ade_overrides,
-                                     coco_overrides, epoch_schedule, to_cli)
+                                     coco_overrides, epoch_schedule,
+                                     schedulers, to_cli)
 from mmc2f.testing.synthetic_data import SHAPES
 from mmc2f.utils.cli import config_scope, library_file
 
@@ -81,12 +82,13 @@ def schedule_overrides(cfg: Config, iters: int,
         'default_hooks.logger.interval': interval,
         'log_processor.window_size': interval,
     }
-    for i, scheduler in enumerate(cfg.param_scheduler):
+    for key, scheduler in schedulers(cfg):
         if scheduler.type == 'LinearLR':  # the warm-up
-            out[f'param_scheduler.{i}.end'] = warmup
+            out[f'{key}.end'] = warmup
         elif not scheduler.get('by_epoch', True):  # e.g. mmseg's PolyLR
-            out[f'param_scheduler.{i}.begin'] = warmup
-            out[f'param_scheduler.{i}.end'] = iters
+            if scheduler.get('begin', 0) > 0:  # after the warm-up
+                out[f'{key}.begin'] = warmup
+            out[f'{key}.end'] = iters
     if cfg.train_cfg.get('type') == 'IterBasedTrainLoop':
         out.update({
             'train_cfg.max_iters': iters,

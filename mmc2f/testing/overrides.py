@@ -7,7 +7,7 @@ They are derived from the loaded config rather than hard-coded, so the same
 function serves Mask R-CNN and Cascade Mask R-CNN (three box heads), or any
 UperNet config.
 """
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from mmengine.config import Config
 
@@ -94,6 +94,16 @@ def scale_images(cfg: Config, factor: float) -> Overrides:
     return out
 
 
+def schedulers(cfg: Config) -> List[Tuple[str, Any]]:
+    """``(key, scheduler)`` of each of the config's ``param_scheduler``
+    (one dict or a list of them), keyed as ``--cfg-options`` addresses
+    it."""
+    found = cfg.get('param_scheduler') or []
+    if isinstance(found, dict):
+        return [('param_scheduler', found)]
+    return [(f'param_scheduler.{i}', s) for i, s in enumerate(found)]
+
+
 def epoch_schedule(cfg: Config, max_epochs: int) -> Overrides:
     """The config's epoch-based schedule compressed to ``max_epochs``, with
     its learning-rate steps at the same fractions of training (the 3x
@@ -105,9 +115,9 @@ def epoch_schedule(cfg: Config, max_epochs: int) -> Overrides:
         'train_cfg.val_begin': max_epochs + 1,
     }
     total = cfg.train_cfg.max_epochs
-    for i, scheduler in enumerate(cfg.param_scheduler):
+    for key, scheduler in schedulers(cfg):
         if 'milestones' in scheduler:
-            out[f'param_scheduler.{i}.milestones'] = [
+            out[f'{key}.milestones'] = [
                 max(round(m * max_epochs / total), 1)
                 for m in scheduler.milestones
             ]
