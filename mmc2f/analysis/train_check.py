@@ -62,7 +62,7 @@ def resolve_config(name: str) -> str:
     """A config path; ``pkg::rel`` is the file inside that installed
     library (its ``.mim/configs``), as ``_base_`` names it."""
     if '::' not in name:
-        return name
+        return osp.abspath(name)  # the tools run in the repository
     package, rel = name.split('::', 1)
     path = library_file(package, 'configs', rel)
     if not osp.isfile(path):
