@@ -7,9 +7,9 @@
   for that model only, so one run compares a model with and without it.
 * A ``+compile`` suffix (``conv2former-t+compile``, ``convnext-t+compile``,
   also ``conv2former-t+cp+compile``) times the model through
-  ``torch.compile(module)`` (default mode); the entry's ``module`` stays the
-  uncompiled one (``.to()``, ``train()``, parameters), which the compiled
-  one shares. It compiles at its first call in each mode (grad or
+  ``torch.compile(module, dynamic=False)`` (default mode, static shapes);
+  the entry's ``module`` stays the uncompiled one (``.to()``, ``train()``,
+  parameters), which the compiled one shares. It compiles at its first call in each mode (grad or
   inference, autocast or not, train or eval): in the output check and the
   warm-up, both untimed, so the timed rounds run compiled code.
 * ``conv2former-X``: mmc2f's :class:`~mmc2f.models.Conv2Former`, all four
@@ -226,7 +226,12 @@ def build_entries(run: RunSpec, device: torch.device,
         module, arch, cp = build_backbone(name, run.with_cp)
         parsed = parse_model_name(name)
         module = module.to(device)
-        forward = torch.compile(module) if parsed.compile else None
+        # Static shapes: a benchmark times one shape, and an earlier
+        # compile of the same code at another shape would otherwise make
+        # dynamo recompile with symbolic sizes (slower kernels, and an
+        # Inductor failure in the backward pass of torch 2.14).
+        forward = torch.compile(module, dynamic=False) \
+            if parsed.compile else None
         entries.append(Entry(name, parsed.family, module, (x, ),
                              run.shape[0], shape_str(run.shape), forward,
                              arch=arch, with_cp=cp))

@@ -103,7 +103,8 @@ def notes(entries: List[Entry], run: RunSpec) -> str:
              (f' / under autocast (must be < {AMP_TOL:g}).' if run.amp
               else '.')]
     if any(parse_model_name(m).compile for m in run.models):
-        lines.append('+compile: torch.compile(module), default mode, '
+        lines.append('+compile: torch.compile(module, dynamic=False), '
+                     'default mode, '
                      'compiled in its first calls: the output check (if '
                      'any) and the warm-up, untimed.')
     if run.train:
