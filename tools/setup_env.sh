@@ -118,19 +118,28 @@ install_pinned() {
 # OpenMMLab's prebuilt wheels, conda); otherwise a wheel is compiled once per (torch build,
 # CUDA, Python, build recipe) and cached.
 # CUDA ops are built with a GPU, or without one (a cluster's login node) when FORCE_CUDA=1, as
-# mmcv's own build reads it; either needs a CUDA torch and nvcc. nvcc compiles for the GPU
-# architectures of TORCH_CUDA_ARCH_LIST, else of the visible GPUs, else for every one torch
-# supports: they are part of the key, so a wheel for one GPU type is never reused on another.
+# mmcv's own build reads it; either needs a CUDA torch and nvcc where torch's extension builder
+# looks (CUDA_HOME, the PATH, /usr/local/cuda). nvcc compiles for the GPU architectures of
+# TORCH_CUDA_ARCH_LIST, else of the visible GPUs, else for every one torch supports: they are
+# part of the key, so a wheel for one GPU type is never reused on another.
 read -r TORCH_KEY WITH_CUDA < <("$PY" - <<'PY'
-import os, re, shutil, sys, torch
+import os, re, sys, torch
+from torch.utils.cpp_extension import CUDA_HOME
 forced = os.environ.get('FORCE_CUDA') == '1'
+nvcc = bool(CUDA_HOME) and os.path.isfile(os.path.join(CUDA_HOME, 'bin', 'nvcc'))
 cuda = torch.version.cuda if torch.cuda.is_available() or forced else None
-if forced and not (cuda and shutil.which('nvcc')):
+where = f'no nvcc in CUDA_HOME ({CUDA_HOME})' if CUDA_HOME else 'no nvcc (CUDA_HOME, PATH)'
+if forced and not (cuda and nvcc):
     sys.exit(f'FORCE_CUDA=1 asks for mmcv CUDA ops, but torch {torch.__version__} is '
-             f'{"a CUDA build" if torch.version.cuda else "a CPU-only build"} and nvcc is '
-             f'{"on" if shutil.which("nvcc") else "not on"} the PATH; both are needed '
-             '(or unset FORCE_CUDA for CPU ops only)')
-cuda = cuda if shutil.which('nvcc') else None
+             f'{"a CUDA build" if torch.version.cuda else "a CPU-only build"}'
+             f'{"" if nvcc else " and there is " + where}; a CUDA torch and nvcc are both '
+             'needed (or unset FORCE_CUDA for CPU ops only)')
+if cuda and not nvcc:
+    print(f'[setup] warning: a GPU is visible but there is {where}: mmcv gets CPU ops only, '
+          'and detection on the GPU fails in RoIAlign. Install the CUDA toolkit '
+          f'{torch.version.cuda} (or set CUDA_HOME to it) and run this script again.',
+          file=sys.stderr)
+    cuda = None
 arches = os.environ.get('TORCH_CUDA_ARCH_LIST') or ';'.join(sorted({
     '%d.%d' % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())
 })) or 'all'

@@ -19,6 +19,7 @@ import sysconfig
 
 import pytest
 import torch
+from torch.utils import cpp_extension
 
 from tests.test_e2e.helpers import REPO
 
@@ -110,19 +111,19 @@ def test_setup_rebuilds_an_mmcv_that_does_not_work(tmp_path, version, ops,
 def test_force_cuda_without_nvcc_is_refused(tmp_path):
     venv = tmp_path / 'env'
     make_env(venv)
-    nvcc = shutil.which('nvcc')
-    path = os.pathsep.join(
-        d for d in os.environ['PATH'].split(os.pathsep)
-        if not nvcc or osp.dirname(nvcc) != d)
-    result = run_setup(tmp_path, venv, FORCE_CUDA='1', PATH=path)
+    # torch's extension builder takes CUDA_HOME first.
+    result = run_setup(tmp_path, venv, FORCE_CUDA='1',
+                       CUDA_HOME=str(tmp_path / 'no-toolkit'))
     assert result.returncode != 0
     assert 'FORCE_CUDA=1 asks for mmcv CUDA ops' in result.stderr
-    assert 'nvcc is not on the PATH' in result.stderr
+    assert f"no nvcc in CUDA_HOME ({tmp_path / 'no-toolkit'})" in \
+        result.stderr
     assert 'Traceback' not in result.stderr
 
 
 @pytest.mark.skipif(
-    shutil.which('nvcc') is None or torch.version.cuda is None,
+    torch.version.cuda is None or not osp.isfile(osp.join(
+        cpp_extension.CUDA_HOME or '', 'bin', 'nvcc')),
     reason='needs nvcc and a CUDA build of torch')
 def test_force_cuda_rebuilds_an_mmcv_without_cuda_ops(tmp_path):
     """No GPU here: FORCE_CUDA=1 still wants CUDA ops, which the working
