@@ -120,34 +120,44 @@ install_pinned() {
 # CUDA ops are built with a GPU, or without one (a cluster's login node) when FORCE_CUDA=1, as
 # mmcv's own build reads it; either needs a CUDA torch and nvcc where torch's extension builder
 # looks (CUDA_HOME, the PATH, /usr/local/cuda). nvcc compiles for the GPU architectures of
-# TORCH_CUDA_ARCH_LIST, else of the visible GPUs, else for every one torch supports: they are
-# part of the key, so a wheel for one GPU type is never reused on another.
-read -r TORCH_KEY WITH_CUDA < <("$PY" - <<'PY'
-import os, re, sys, torch
+# TORCH_CUDA_ARCH_LIST, else of the visible GPUs (without a GPU the list is required): they
+# are part of the key, so a wheel for one GPU type is never reused on another.
+read -r TORCH_KEY WITH_CUDA CUDA_ARCHES < <("$PY" - <<'PY'
+import os, re, shutil, sys, torch
 from torch.utils.cpp_extension import CUDA_HOME
 forced = os.environ.get('FORCE_CUDA') == '1'
 nvcc = bool(CUDA_HOME) and os.path.isfile(os.path.join(CUDA_HOME, 'bin', 'nvcc'))
 cuda = torch.version.cuda if torch.cuda.is_available() or forced else None
-where = f'no nvcc in CUDA_HOME ({CUDA_HOME})' if CUDA_HOME else 'no nvcc (CUDA_HOME, PATH)'
-if forced and not (cuda and nvcc):
-    sys.exit(f'FORCE_CUDA=1 asks for mmcv CUDA ops, but torch {torch.__version__} is '
-             f'{"a CUDA build" if torch.version.cuda else "a CPU-only build"}'
-             f'{"" if nvcc else " and there is " + where}; a CUDA torch and nvcc are both '
-             'needed (or unset FORCE_CUDA for CPU ops only)')
+visible = sorted({'%d.%d' % torch.cuda.get_device_capability(i)
+                  for i in range(torch.cuda.device_count())})
+arches = os.environ.get('TORCH_CUDA_ARCH_LIST', '').strip()
+if arches == 'native':  # torch's spelling of "the visible GPUs'"
+    arches = ';'.join(visible)
+if forced and torch.version.cuda is None:
+    sys.exit(f'FORCE_CUDA=1 asks for mmcv CUDA ops, but torch {torch.__version__} is a '
+             'CPU-only build: install a CUDA build of torch (or unset FORCE_CUDA)')
+if forced and not nvcc:
+    sys.exit(f'FORCE_CUDA=1 asks for mmcv CUDA ops, but there is no nvcc in CUDA_HOME '
+             f'({CUDA_HOME}): install the CUDA toolkit {torch.version.cuda} or set CUDA_HOME '
+             'to it (or unset FORCE_CUDA)')
+if forced and not (arches or visible):
+    sys.exit('FORCE_CUDA=1 without a visible GPU needs the GPUs to compile for: set '
+             'TORCH_CUDA_ARCH_LIST, e.g. "8.0;9.0" for A100 and H100')
 if cuda and not nvcc:
+    where = f'no nvcc in CUDA_HOME ({CUDA_HOME})' if CUDA_HOME else 'no nvcc (CUDA_HOME, PATH)'
     print(f'[setup] warning: a GPU is visible but there is {where}: mmcv gets CPU ops only, '
           'and detection on the GPU fails in RoIAlign. Install the CUDA toolkit '
           f'{torch.version.cuda} (or set CUDA_HOME to it) and run this script again.',
           file=sys.stderr)
     cuda = None
-arches = os.environ.get('TORCH_CUDA_ARCH_LIST') or ';'.join(sorted({
-    '%d.%d' % torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())
-})) or 'all'
+arches = ';'.join(re.split(r'[;\s]+', arches)) if arches else ';'.join(visible)
 device = f'cu{cuda}-sm{re.sub(r"[^0-9A-Za-z]+", "_", arches)}' if cuda else 'cpu'
 key = f"torch{torch.__version__}-{torch.version.git_version[:10]}-{device}-py{sys.version_info.major}{sys.version_info.minor}"
-print(key.replace('+', '_'), int(cuda is not None))
+print(key.replace('+', '_'), int(cuda is not None), arches if cuda else '-')
 PY
 ) || die "could not choose the mmcv build (see above)"
+# The build compiles for exactly the architectures the key names.
+[[ "$WITH_CUDA" == 0 ]] || export TORCH_CUDA_ARCH_LIST="$CUDA_ARCHES"
 
 # Exit status 0 when mmcv is $MMCV_VERSION and its ops load and compute with this torch: NMS
 # and RoIAlign on the CPU, and on the GPU too when CUDA ops are wanted. Otherwise the last

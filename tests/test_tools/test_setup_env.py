@@ -127,9 +127,14 @@ def test_force_cuda_without_nvcc_is_refused(tmp_path):
     reason='needs nvcc and a CUDA build of torch')
 def test_force_cuda_rebuilds_an_mmcv_without_cuda_ops(tmp_path):
     """No GPU here: FORCE_CUDA=1 still wants CUDA ops, which the working
-    CPU-only mmcv lacks; it sets out to build them (offline: stopped)."""
+    CPU-only mmcv lacks; it sets out to build them (offline: stopped), for
+    the architectures it must be given."""
     venv = tmp_path / 'env'
     make_env(venv)
+    result = run_setup(tmp_path, venv, FORCE_CUDA='1')
+    assert result.returncode != 0
+    assert 'FORCE_CUDA=1 without a visible GPU needs the GPUs to compile ' \
+        'for: set TORCH_CUDA_ARCH_LIST' in result.stderr
     result = run_setup(tmp_path, venv, FORCE_CUDA='1',
                        TORCH_CUDA_ARCH_LIST='9.0')
     log = result.stdout + result.stderr
