@@ -57,9 +57,11 @@ PY
 mapfile -t PINS <<<"$SELECTED"
 
 PLATFORM=()
-for tag in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1; do
-  PLATFORM+=(--platform "${tag}_x86_64")
+# pip matches each glibc level exactly: list them all, newest first.
+for glibc in $(seq 39 -1 17); do
+  PLATFORM+=(--platform "manylinux_2_${glibc}_x86_64")
 done
+PLATFORM+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 for pin in "${PINS[@]}"; do
   # A wheel for the target; failing that (a package published as source only), one built
   # here, which must be pure Python to serve another interpreter.
@@ -81,10 +83,11 @@ done
 # The source that setup_env.sh compiles there (it reads its version from there too).
 MMCV="mmcv==$(grep -m1 '^MMCV_VERSION=' "$ROOT/tools/setup_env.sh" | cut -d= -f2)"
 # pip reads its metadata, running its setup.py, which imports pkg_resources: the build
-# environment pip makes for it gets the pinned setuptools (pip passes PIP_CONSTRAINT on).
+# environment pip makes for it gets the pinned setuptools (PIP_BUILD_CONSTRAINT from pip 25.3,
+# PIP_CONSTRAINT, which older pips pass on to it).
 constraint="$SCRATCH/setuptools.txt"
 grep '^setuptools==' "$ROOT/requirements/build.txt" >"$constraint"
-PIP_CONSTRAINT="$constraint" "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$DIR" "$MMCV" \
+PIP_CONSTRAINT="$constraint" PIP_BUILD_CONSTRAINT="$constraint" "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$DIR" "$MMCV" \
   || die "could not download the $MMCV source"
 log "$MMCV (source)"
 log "done: $(ls "$DIR" | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR"
