@@ -80,6 +80,9 @@ def schedule_overrides(cfg: Config, iters: int,
     interval = max(iters // 20, 1)
     out: Overrides = {
         'default_hooks.logger.interval': interval,
+        # An epoch's last iterations are logged too (by default they are
+        # not when the interval does not divide the epoch).
+        'default_hooks.logger.ignore_last': False,
         'log_processor.window_size': interval,
     }
     for key, scheduler in schedulers(cfg):
@@ -247,8 +250,11 @@ def check_config(name: str, tools: str, work_root: str, data_root: str,
         if scope == 'mmdet' else ade_overrides(cfg, data['data_root'], scale)
     overrides['model.backbone.init_cfg'] = None
     overrides.update(cfg_options or {})
+    # Each process gets ceil(num_train / gpus) images, in batches whose
+    # last may be partial.
+    per_process = math.ceil(num_train / max(gpus, 1))
     train_overrides = dict(overrides, **schedule_overrides(
-        cfg, iters, max(num_train // (batch * max(gpus, 1)), 1)))
+        cfg, iters, math.ceil(per_process / batch)))
     os.makedirs(work_dir, exist_ok=True)
 
     print(f'[train-check] {label}: training ({tools} tools)', flush=True)
