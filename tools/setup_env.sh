@@ -17,9 +17,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MMCV_VERSION=2.1.0
 TORCH_PIN="torch==2.14.1"          # used only when the environment has no torch yet
 TORCHVISION_PIN="torchvision==0.29.1"
-# Build tools (requirements/build.txt); setuptools is special: an older one is replaced.
-BUILD_PINS=($(grep -v '^#' "$ROOT/requirements/build.txt"))
-SETUPTOOLS_PIN="$(printf '%s\n' "${BUILD_PINS[@]}" | grep '^setuptools==')"
 CACHE="${MMC2F_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmc2f}"
 JOBS="${MAX_JOBS:-$(nproc)}"
 
@@ -65,14 +62,20 @@ fi
 # has is kept unless a requirement rules its version out. torch and torchvision stay as found
 # or installed above, so that no dependency swaps them.
 PINS="$VENV/.mmc2f-pins.txt"
-"$PY" - "$ROOT/requirements/lock.txt" "$SETUPTOOLS_PIN" "${BUILD_PINS[@]}" >"$PINS" <<'PY'
+"$PY" - "$ROOT/requirements/build.txt" "$ROOT/requirements/lock.txt" >"$PINS" <<'PY'
 import re, sys, warnings
 from importlib.metadata import PackageNotFoundError, version
-lock, setuptools, build_tools = sys.argv[1], sys.argv[2], sys.argv[3:]
-for name in ('torch', 'torchvision'):
-    print(f'{name}=={version(name)}')
+def name(pin):
+    return re.split(r'[=<>!~;\[ ]', pin, maxsplit=1)[0]
+# The build tools (requirements/build.txt), then the lock file.
+pins = [pin for path in sys.argv[1:] for pin in
+        (line.split('#')[0].strip() for line in open(path)) if pin]
+for torch_name in ('torch', 'torchvision'):
+    print(f'{torch_name}=={version(torch_name)}')
 def release(text):
     return tuple(int(n) for n in re.findall(r'\d+', text)[:3])
+# setuptools is special: one older than the pin, or without pkg_resources, is replaced.
+setuptools = next(pin for pin in pins if name(pin) == 'setuptools')
 try:
     warnings.simplefilter('ignore')  # pkg_resources' deprecation notice
     import pkg_resources  # noqa: F401
@@ -80,10 +83,9 @@ try:
 except ImportError:  # no setuptools, or >= 82
     outdated = True
 missing = [setuptools] if outdated else []
-for pin in build_tools + [line.split('#')[0].strip() for line in open(lock)]:
+for pin in pins:
     try:
-        if pin:
-            version(re.split(r'[=<>!~;\[ ]', pin, maxsplit=1)[0])
+        version(name(pin))
     except PackageNotFoundError:
         missing.append(pin)
 print('\n'.join(dict.fromkeys(missing)))
@@ -200,7 +202,7 @@ PY
 # into the cache key below, so a changed recipe never reuses a wheel of an older one.
 build_mmcv_wheel() {
   local wheel_dir="$1" build src start pid step
-  # mmcv 2.1.0's setup.py imports pkg_resources (see SETUPTOOLS_PIN).
+  # mmcv 2.1.0's setup.py imports pkg_resources (see requirements/build.txt).
   install_pinned "setuptools<82" wheel ninja
   build="$(mktemp -d)"
   trap "rm -rf '$build'" EXIT  # expanded now: the trap runs after this function's locals are gone

@@ -36,7 +36,7 @@ import os.path as osp
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.config import Config, DictAction
@@ -113,9 +113,8 @@ def make_data(scope: str, root: str, num_train: int, num_val: int,
     folder = osp.join(root, f'{scope}_{num_train}+{num_val}_{size[0]}x'
                       f'{size[1]}')
     done = osp.join(folder, '.complete')
-    data = make(folder, num_train, num_val, size=size) \
-        if not osp.isfile(done) else None
-    if data is not None:
+    if not osp.isfile(done):
+        data = make(folder, num_train, num_val, size=size)
         with open(done, 'w') as f:
             json.dump(data, f)
     with open(done) as f:
@@ -141,10 +140,16 @@ class CheckResult:
         return bool(self.losses) and all(map(math.isfinite, self.losses))
 
     @property
-    def falls(self) -> bool:
+    def loss_ends(self) -> Tuple[float, float]:
+        """The mean loss of the first and of the last quarter of logs."""
         q = max(len(self.losses) // 4, 1)
+        return float(np.mean(self.losses[:q])), float(
+            np.mean(self.losses[-q:]))
+
+    @property
+    def falls(self) -> bool:
         return self.finite and len(self.losses) > 1 and \
-            bool(np.mean(self.losses[-q:]) < np.mean(self.losses[:q]))
+            self.loss_ends[1] < self.loss_ends[0]
 
     @property
     def passed(self) -> bool:
@@ -289,9 +294,8 @@ def format_results(results: List[CheckResult]) -> str:
     lines = ['| ' + ' | '.join(header) + ' |',
              '|' + '---|' * len(header)]
     for r in results:
-        q = max(len(r.losses) // 4, 1)
-        losses = (f'{np.mean(r.losses[:q]):.3f} -> '
-                  f'{np.mean(r.losses[-q:]):.3f}' if r.losses else '-')
+        losses = ('{:.3f} -> {:.3f}'.format(*r.loss_ends) if r.losses
+                  else '-')
         memory = '-' if r.peak_mib is None else \
             f'{r.peak_mib:.0f} ({r.mib_per_image:.0f})'
         metrics = ', '.join(f'{k} {v:.3f}' for k, v in r.metrics.items())
