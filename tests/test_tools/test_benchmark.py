@@ -101,11 +101,33 @@ def test_train_with_and_without_checkpointing_in_one_run():
     assert peaks[1] < peaks[0]
 
 
+def test_unfused_runs_the_kernel_off(monkeypatch):
+    """``+unfused``: the model called within fused_cuda_inference.disabled()
+    (the kernel itself needs CUDA)."""
+    from mmc2f.analysis.benchmark.models import build_entries
+    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.models.backbones import fused_cuda_inference as fused
+    monkeypatch.setattr(fused, '_enabled', True)
+    run = RunSpec(models=('conv2former-n', 'conv2former-n+unfused'),
+                  shape=(1, 3, 32, 32)).resolved()
+    plain, unfused = build_entries(run, torch.device('cpu'))
+    seen = []
+    monkeypatch.setattr(unfused.module, 'forward',
+                        lambda x: seen.append(fused._enabled))
+    monkeypatch.setattr(plain.module, 'forward',
+                        lambda x: seen.append(fused._enabled))
+    unfused.forward(*unfused.inputs)
+    plain.forward(*plain.inputs)
+    assert seen == [False, True]
+
+
 @pytest.mark.parametrize('name,message', [
     ('conv2former-x', 'Unknown model'),
     ('conv2former-n+cp+cp', 'Unknown model'),
     ('released-n+cp', 'no gradient checkpointing'),
     ('released-n+compile+cp', 'no gradient checkpointing'),
+    ('conv2former-n+unfused+unfused', 'Unknown model'),
+    ('convnext-t+unfused', 'which the others lack'),
 ])
 def test_unknown_model_is_an_error(name, message):
     result = subprocess.run([sys.executable, TOOL, '--models', name],
@@ -255,11 +277,12 @@ def test_compiled_model_is_checked_and_timed(train):
 
 
 def floor_tables(out):
-    """The floor profile's markdown table: {stage: {column: float}}."""
+    """The floor profile's markdown table: {stage: {column: float}}, None
+    where a cell is '-' (a step not run)."""
     rows = parse_markdown(out)
     return {
-        stage: {k: float(v) for k, v in row.items() if k not in (
-            'stage', 'input')}
+        stage: {k: None if v == '-' else float(v)
+                for k, v in row.items() if k not in ('stage', 'input')}
         for stage, row in rows.items()
     }
 
@@ -282,6 +305,46 @@ def test_floor_table():
     assert rows['total']['dw+mod_us'] == pytest.approx(
         sum(r['dw+mod_us'] * r['blocks'] for r in stages), rel=0.01)
     assert '7x7 depthwise conv' in out and 'GB/s' in out
+    # The fused kernel needs CUDA.
+    assert all(row[f'fused_{c}'] is None for row in rows.values()
+               for c in ('us', 'ratio', 'err'))
+
+
+def test_floor_fused_step(monkeypatch, capsys):
+    """The fused column, with a stand-in for the kernel (it needs CUDA): the
+    step is checked against the conv + modulation, then timed and summed
+    over the blocks like them; a wrong one is reported, not timed."""
+    from mmc2f.analysis.benchmark import floor
+    from mmc2f.analysis.benchmark.spec import RunSpec
+    monkeypatch.setattr(floor, 'COPY_BYTES', 2**20)
+    run = RunSpec(floor='n', shape=(1, 3, 64, 64), repeats=1, warmup=0,
+                  markdown=True).resolved()
+    device = torch.device('cpu')
+
+    def stand_in(scale):
+        return lambda run, device, conv, dtype: (
+            lambda x, v: (conv(x) * v * scale).to(dtype))
+
+    monkeypatch.setattr(floor, 'fused_step', stand_in(1.0))
+    rows = floor.measure_floor(run, device)
+    assert all(r.fused_s > 0 and r.fused_err < 1e-5 for r in rows)
+    floor.report_floor(rows, run, device, 'load')
+    table = floor_tables(capsys.readouterr().out)
+    assert table['total']['fused_us'] == pytest.approx(
+        sum(table[f'stage {i}']['fused_us'] * table[f'stage {i}']['blocks']
+            for i in range(1, 5)), rel=0.01)
+    for r in rows:
+        assert table[r.label]['fused_ratio'] == pytest.approx(
+            r.fused_s / r.mod_floor_s, rel=0.01, abs=0.006)
+    monkeypatch.setattr(floor, 'fused_step', stand_in(1.1))
+    rows = floor.measure_floor(run, device)
+    assert 'WRONG, not timed: stage 1: max rel err 1.00e-01' in \
+        capsys.readouterr().err
+    assert all(r.fused_s is None and r.fused_err == pytest.approx(0.1)
+               for r in rows)
+    floor.report_floor(rows, run, device, 'load')
+    assert all(row['fused_us'] == 'wrong' for row in parse_markdown(
+        capsys.readouterr().out).values())
 
 
 @pytest.mark.parametrize('amp,sizes', [

@@ -24,6 +24,12 @@ kernel of the arch), the timed code is the model's own, on random inputs in
 those dtypes and the run's memory format: the depthwise conv of a built
 block (``attn.att[2]``), then that conv followed by the block's modulation
 as ``ConvMod.forward`` runs it, under the run's autocast, in inference mode.
+Where it runs (CUDA, triton installed, channels-last inputs) a third step,
+``fused``, is the Triton kernel that does the conv and the modulation in one
+pass (:func:`~mmc2f.models.backbones.fused_cuda_inference.dwconv_modulate`,
+on the block's weights, A * V in the model's dtype), against the ``dw+mod``
+floor. It must compute what the model's step computes, to ``FUSED_TOL``;
+a wrong one is reported, not timed.
 The network's total is the sum over stages of the time per block times the
 stage's depth. A sample times back-to-back calls (``MIN_SAMPLE_S`` at least)
 that cycle through enough distinct inputs to exceed ``COPY_BYTES``, so that
@@ -32,13 +38,15 @@ samples after ``warmup`` samples and a first one that sizes them.
 """
 import itertools
 import math
+import sys
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .models import shape_str
+from .numerics import strict_fp32
 from .report import describe_run, format_table
 from .spec import RunSpec
 from .timing import AMP_DTYPES, amp_context, time_calls
@@ -47,6 +55,10 @@ COPY_BYTES = 2**28  # 256 MiB: more than a GPU's L2 or a CPU's L3
 MIN_SAMPLE_S = 5e-3  # shares a synchronisation among many calls
 MAX_INPUTS = 64  # distinct inputs per step, whatever their size
 STRIDES = (4, 8, 16, 32)
+# The fused step's largest max relative error against the model's step, by
+# the dtype of its inputs: under autocast the model rounds its conv's weights
+# and A (bfloat16: and A * V) to the autocast dtype, the kernel does not.
+FUSED_TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,10 @@ class FloorRow:
         dw_bytes, mod_bytes: Bytes a fused kernel of each must move.
         bandwidth: The copy's bytes/s.
         dtypes: A's and A * V's dtype.
+        fused_s: Median seconds of the fused kernel; None where not run.
+        fused_err: Its max relative error against the conv + modulation
+            (total: the largest of the stages'); None where not run. A
+            wrong kernel (``FUSED_TOL``) has an error but no time.
     """
     label: str
     input: str
@@ -71,6 +87,8 @@ class FloorRow:
     mod_bytes: int
     bandwidth: float
     dtypes: Tuple[torch.dtype, torch.dtype]
+    fused_s: Optional[float] = None
+    fused_err: Optional[float] = None
 
     @property
     def dw_floor_s(self) -> float:
@@ -84,6 +102,45 @@ class FloorRow:
     def ratio(self) -> float:
         """dw+mod time / its floor (the goal's number)."""
         return self.mod_s / self.mod_floor_s
+
+
+def fused_step(run: RunSpec, device: torch.device, conv: torch.nn.Conv2d,
+               out_dtype: torch.dtype
+               ) -> Optional[Callable[[torch.Tensor, torch.Tensor],
+                                      torch.Tensor]]:
+    """``dwconv_modulate`` on ``conv``'s weights, or None where it does not
+    run (not CUDA, no triton, or not channels last)."""
+    if device.type != 'cuda' or not run.channels_last:
+        return None
+    from mmc2f.models.backbones import fused_cuda_inference as fused
+    if not fused.AVAILABLE:
+        return None
+    return lambda x, v: fused.dwconv_modulate(x, conv.weight, conv.bias, v,
+                                              out_dtype)
+
+
+def check_fused(label: str, fused: Callable[[torch.Tensor, torch.Tensor],
+                                            torch.Tensor],
+                x: torch.Tensor, v: torch.Tensor, ref: torch.Tensor,
+                in_dtype: torch.dtype) -> float:
+    """The max relative error of the fused step's output against the model's
+    step's (``ref``), printed; a message where it is ``FUSED_TOL[in_dtype]``
+    or above, or inf where the kernel fails (the step is then not timed,
+    the rest of the profile is)."""
+    from mmc2f.testing.released_reference import max_rel_error
+    try:
+        out = fused(x, v)
+    except Exception as error:  # e.g. a Triton that cannot compile it
+        print(f'fused kernel FAILED, not timed: {label}: '
+              f'{type(error).__name__}: {error}', file=sys.stderr)
+        return math.inf
+    err = max_rel_error(out.float(), ref.float())
+    print(f'checked {label} fused: max rel err {err:.2e}', file=sys.stderr)
+    if not err < FUSED_TOL[in_dtype]:
+        print(f'fused kernel WRONG, not timed: {label}: max rel err '
+              f'{err:.2e} >= {FUSED_TOL[in_dtype]:g} against the conv + '
+              'modulation', file=sys.stderr)
+    return err
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -147,20 +204,35 @@ def measure_floor(run: RunSpec, device: torch.device) -> List[FloorRow]:
         pair_bytes = 2 * math.prod(shape) * dtype.itemsize
         inputs = [(rand(), rand()) for _ in range(
             min(MAX_INPUTS, math.ceil(COPY_BYTES / pair_bytes)))]
+        label = f'stage {i + 1}'
         with torch.inference_mode(), amp_context(run, device):
             x, v = inputs[0]
-            a, av = dw(x, v), mod(x, v)
+            with strict_fp32():  # TF32 off: the fused check's reference
+                a, av = dw(x, v), mod(x, v)
+            fused = fused_step(run, device, conv, av.dtype)
+            fused_err = (None if fused is None else
+                         check_fused(label, fused, x, v, av, dtype))
+            if fused_err is not None and not fused_err < FUSED_TOL[dtype]:
+                fused = None  # a wrong kernel's time means nothing
+            dw_s, mod_s, fused_s = (
+                None if step is None else
+                _median_per_call(step, inputs, run, device)
+                for step in (dw, mod, fused))
             rows.append(FloorRow(
-                f'stage {i + 1}', shape_str(shape), depth,
-                _median_per_call(dw, inputs, run, device),
-                _median_per_call(mod, inputs, run, device),
+                label, shape_str(shape), depth, dw_s, mod_s,
                 _nbytes(x) + _nbytes(a), _nbytes(x) + _nbytes(v) +
-                _nbytes(av), bandwidth, (a.dtype, av.dtype)))
+                _nbytes(av), bandwidth, (a.dtype, av.dtype), fused_s,
+                fused_err))
+    # The network's fused total needs the step timed in every stage.
+    fused_run = all(r.fused_s is not None for r in rows)
     rows.append(FloorRow(
         'total', shape_str(run.shape), sum(r.blocks for r in rows),
         *(sum(getattr(r, f) * r.blocks for r in rows)
           for f in ('dw_s', 'mod_s', 'dw_bytes', 'mod_bytes')),
-        bandwidth, rows[0].dtypes))
+        bandwidth, rows[0].dtypes,
+        sum(r.fused_s * r.blocks for r in rows) if fused_run else None,
+        max((r.fused_err for r in rows if r.fused_err is not None),
+            default=None)))
     return rows
 
 
@@ -168,13 +240,20 @@ def report_floor(rows: List[FloorRow], run: RunSpec, device: torch.device,
                  load: str) -> None:
     """Prints the run's line, the table (microseconds) and its notes."""
     header = ['stage', 'input', 'blocks', 'dw_us', 'dw_floor_us', 'dw_ratio',
-              'dw+mod_us', 'dw+mod_floor_us', 'dw+mod_ratio']
+              'dw+mod_us', 'dw+mod_floor_us', 'dw+mod_ratio', 'fused_us',
+              'fused_ratio', 'fused_err']
     table = []
     for r in rows:
         cells = [r.label, r.input, str(r.blocks)]
         for t, floor in ((r.dw_s, r.dw_floor_s), (r.mod_s, r.mod_floor_s)):
             cells += [f'{t * 1e6:.1f}', f'{floor * 1e6:.1f}',
                       f'{t / floor:.2f}']
+        if r.fused_s is not None:
+            cells += [f'{r.fused_s * 1e6:.1f}',
+                      f'{r.fused_s / r.mod_floor_s:.2f}']
+        else:  # not run, or (checked, not timed) wrong
+            cells += ['-' if r.fused_err is None else 'wrong', '-']
+        cells.append('-' if r.fused_err is None else f'{r.fused_err:.1e}')
         table.append(cells)
     from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
     k = ARCH_SETTINGS[run.floor]['kernel_size']
@@ -192,4 +271,8 @@ def report_floor(rows: List[FloorRow], run: RunSpec, device: torch.device,
           f'{rows[0].bandwidth / 1e9:.1f} GB/s (a {COPY_BYTES >> 20} MiB '
           'tensor copied, bytes read + written / median time); ratio = '
           f'time / floor. Median of {run.repeats} samples after '
-          f'{run.warmup} warm-up samples.')
+          f'{run.warmup} warm-up samples.\n'
+          'fused = the Triton kernel doing dw+mod in one pass '
+          '(fused_cuda_inference.dwconv_modulate), ratio against the dw+mod '
+          'floor, err = max relative error against dw+mod; - where not run '
+          '(it needs CUDA, triton and --channels-last).')

@@ -12,6 +12,10 @@
   parameters), which the compiled one shares. It compiles at its first call in each mode (grad or
   inference, autocast or not, train or eval): in the output check and the
   warm-up, both untimed, so the timed rounds run compiled code.
+* A ``+unfused`` suffix (``conv2former-t+unfused``) runs mmc2f's model
+  without its Triton kernel of the modulation
+  (:mod:`~mmc2f.models.backbones.fused_cuda_inference`, CUDA inference
+  only): the same model's reference ops, in the same run.
 * ``conv2former-X``: mmc2f's :class:`~mmc2f.models.Conv2Former`, all four
   stage outputs, no output norms (``out_norm=False``, as the released code).
 * ``released-X``: the authors' released forward pass, as re-implemented in
@@ -109,7 +113,7 @@ def released_state_dict(arch: str) -> dict:
 
 def build_backbone(name: str, with_cp: bool) -> Tuple[nn.Module, str, bool]:
     """(module, arch, whether it checkpoints) for a --models name."""
-    family, arch, cp_suffix, _ = parse_model_name(name)
+    family, arch, cp_suffix, *_ = parse_model_name(name)
     with_cp = with_cp or cp_suffix
     if family in ('conv2former', 'released'):
         from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
@@ -135,6 +139,16 @@ def build_backbone(name: str, with_cp: bool) -> Tuple[nn.Module, str, bool]:
     return SwinTransformer(arch=arch, out_indices=(0, 1, 2, 3),
                            drop_path_rate=0., pad_small_map=True,
                            with_cp=with_cp), arch, with_cp
+
+
+def _unfused(forward: Callable) -> Callable:
+    """``forward`` without the Triton kernel of the modulation."""
+    from mmc2f.models.backbones import fused_cuda_inference
+
+    def call(*inputs: torch.Tensor):
+        with fused_cuda_inference.disabled():
+            return forward(*inputs)
+    return call
 
 
 def shape_str(shape: Sequence[int]) -> str:
@@ -232,6 +246,8 @@ def build_entries(run: RunSpec, device: torch.device,
         # Inductor failure in the backward pass of torch 2.14).
         forward = torch.compile(module, dynamic=False) \
             if parsed.compile else None
+        if parsed.unfused:
+            forward = _unfused(forward if forward is not None else module)
         entries.append(Entry(name, parsed.family, module, (x, ),
                              run.shape[0], shape_str(run.shape), forward,
                              arch=arch, with_cp=cp))

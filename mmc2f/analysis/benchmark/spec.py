@@ -23,12 +23,14 @@ class ModelName(NamedTuple):
     arch: str
     cp: bool  # ``+cp``: gradient checkpointing
     compile: bool  # ``+compile``: timed through ``torch.compile``
+    unfused: bool = False  # ``+unfused``: without the Triton kernel
 
 
 def parse_model_name(name: str) -> ModelName:
-    """``family-X`` with the suffixes ``+cp`` and ``+compile``, each at most
-    once, in either order."""
-    match = re.fullmatch(r'([a-z0-9]+)-([a-z])((?:\+cp|\+compile)*)', name)
+    """``family-X`` with the suffixes ``+cp``, ``+compile`` and ``+unfused``,
+    each at most once, in any order."""
+    match = re.fullmatch(
+        r'([a-z0-9]+)-([a-z])((?:\+cp|\+compile|\+unfused)*)', name)
     suffixes = match.group(3).split('+')[1:] if match else []
     if not match or match.group(1) not in FAMILIES or \
             match.group(2) not in FAMILIES[match.group(1)] or \
@@ -36,13 +38,18 @@ def parse_model_name(name: str) -> ModelName:
         valid = ', '.join(f'{f}-{{{",".join(s)}}}'
                           for f, s in FAMILIES.items())
         raise ValueError(f'Unknown model {name!r}; valid: {valid}, each '
-                         'with the optional suffixes +compile and +cp (not '
-                         'released-*), in either order')
+                         'with the optional suffixes +compile, +cp (not '
+                         'released-*) and +unfused (conv2former-* only), in '
+                         'any order')
     if 'cp' in suffixes and match.group(1) == 'released':
         raise ValueError(f'{name}: the released code has no gradient '
                          'checkpointing')
+    if 'unfused' in suffixes and match.group(1) != 'conv2former':
+        raise ValueError(f'{name}: +unfused turns off the Triton kernel of '
+                         "mmc2f's conv2former-*, which the others lack")
     return ModelName(match.group(1), SIZES[match.group(2)],
-                     'cp' in suffixes, 'compile' in suffixes)
+                     'cp' in suffixes, 'compile' in suffixes,
+                     'unfused' in suffixes)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,11 @@ is followed; ``docs/released_architecture.md`` lists the differences. Module
 and parameter names are the released ones, so the authors' checkpoints load
 after the key renaming of ``tools/model_converters/conv2former_to_mmc2f.py``.
 
-Fast float32 CPU inference lives in :mod:`.fused_cpu_inference`; each module
-hands its inference to it at one point, and the model computes the same
-function without it. Only torch, mmengine and ``mmcv.cnn`` are imported: the
+Fast float32 CPU inference lives in :mod:`.fused_cpu_inference`, and the
+Triton kernel of the modulation's GPU inference in
+:mod:`.fused_cuda_inference`; each module hands its inference to them at one
+point, and the model computes the same function without them. Only torch,
+mmengine and ``mmcv.cnn`` are imported (Triton where it is installed): the
 backbone runs where mmcv's compiled ops are absent (``mmcv-lite``).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -32,6 +34,12 @@ except ModuleNotFoundError as e:  # the reference path alone
     if not e.name.endswith('fused_cpu_inference'):
         raise
     fused = None
+try:
+    from . import fused_cuda_inference as fused_cuda
+except ModuleNotFoundError as e:
+    if not e.name.endswith('fused_cuda_inference'):
+        raise
+    fused_cuda = None
 
 # The paper's Table 1. ``kernel_size`` is the released one: 7 for N, 11
 # otherwise (the ImageNet-22k B is 'base' with ``kernel_size=7``).
@@ -137,6 +145,8 @@ class ConvMod(nn.Module):
         return MODULATIONS[self.modulation](a, v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_cuda is not None and fused_cuda.fuses(self, x):
+            return fused_cuda.convmod_forward(self, x)
         x = self.norm(x)
         a = self.att(x)
         v = self.v(x)
