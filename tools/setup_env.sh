@@ -74,6 +74,14 @@ for torch_name in ('torch', 'torchvision'):
     print(f'{torch_name}=={version(torch_name)}')
 def release(text):
     return tuple(int(n) for n in re.findall(r'\d+', text)[:3])
+# Before pkg_resources is imported: it puts setuptools' vendored packages (platformdirs,
+# packaging, ...) on sys.path, where they would pass for installed ones.
+missing = []
+for pin in pins:
+    try:
+        version(name(pin))
+    except PackageNotFoundError:
+        missing.append(pin)
 # setuptools is special: one older than the pin, or without pkg_resources, is replaced.
 setuptools = next(pin for pin in pins if name(pin) == 'setuptools')
 try:
@@ -82,13 +90,7 @@ try:
     outdated = release(version('setuptools')) < release(setuptools)
 except ImportError:  # no setuptools, or >= 82
     outdated = True
-missing = [setuptools] if outdated else []
-for pin in pins:
-    try:
-        version(name(pin))
-    except PackageNotFoundError:
-        missing.append(pin)
-print('\n'.join(dict.fromkeys(missing)))
+print('\n'.join(dict.fromkeys([setuptools] * outdated + missing)))
 PY
 
 # mmengine's wheel requires opencv-python. Where opencv-python-headless provides cv2 instead
@@ -124,6 +126,16 @@ install_pinned() {
 # looks (CUDA_HOME, the PATH, /usr/local/cuda). nvcc compiles for the GPU architectures of
 # TORCH_CUDA_ARCH_LIST, else of the visible GPUs (without a GPU the list is required): they
 # are part of the key, so a wheel for one GPU type is never reused on another.
+# torch takes the toolkit to be the folder above the nvcc on the PATH; where that nvcc is a wrapper
+# (a script in /usr/local/bin that runs the real one) it would be /usr/local, without CUDA's
+# headers. nvcc itself names its toolkit.
+if [[ -z "${CUDA_HOME:-}" ]] && command -v nvcc >/dev/null; then
+  top="$(nvcc --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)"
+  if [[ -n "$top" && -f "$top/include/cuda_runtime_api.h" ]]; then
+    CUDA_HOME="$(cd "$top" && pwd)"
+    export CUDA_HOME
+  fi
+fi
 read -r TORCH_KEY WITH_CUDA CUDA_ARCHES < <("$PY" - <<'PY'
 import os, re, shutil, sys, torch
 from torch.utils.cpp_extension import CUDA_HOME
@@ -152,6 +164,10 @@ if cuda and not nvcc:
           f'{torch.version.cuda} (or set CUDA_HOME to it) and run this script again.',
           file=sys.stderr)
     cuda = None
+if cuda and not os.path.isfile(os.path.join(CUDA_HOME, 'include', 'cuda_runtime_api.h')):
+    sys.exit(f'CUDA_HOME ({CUDA_HOME}) has nvcc but not the CUDA headers '
+             '(include/cuda_runtime_api.h): set CUDA_HOME to the CUDA toolkit '
+             f'{torch.version.cuda} (e.g. /usr/local/cuda) and run this script again')
 arches = ';'.join(re.split(r'[;\s]+', arches)) if arches else ';'.join(visible)
 device = f'cu{cuda}-sm{re.sub(r"[^0-9A-Za-z]+", "_", arches)}' if cuda else 'cpu'
 key = f"torch{torch.__version__}-{torch.version.git_version[:10]}-{device}-py{sys.version_info.major}{sys.version_info.minor}"

@@ -121,6 +121,24 @@ def test_force_cuda_without_nvcc_is_refused(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.skipif(torch.version.cuda is None,
+                    reason='needs a CUDA build of torch')
+def test_a_toolkit_without_headers_is_refused(tmp_path):
+    """An nvcc without CUDA's headers beside it (torch's guess from an nvcc
+    wrapper on the PATH) is refused before a build that would fail late."""
+    venv = tmp_path / 'env'
+    make_env(venv)
+    toolkit = tmp_path / 'toolkit'
+    os.makedirs(toolkit / 'bin')
+    (toolkit / 'bin' / 'nvcc').write_text('')
+    result = run_setup(tmp_path, venv, FORCE_CUDA='1', CUDA_HOME=str(toolkit),
+                       TORCH_CUDA_ARCH_LIST='9.0')
+    assert result.returncode != 0
+    assert (f'CUDA_HOME ({toolkit}) has nvcc but not the CUDA headers'
+            in result.stderr), result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+
+
 @pytest.mark.skipif(
     torch.version.cuda is None or not osp.isfile(osp.join(
         cpp_extension.CUDA_HOME or '', 'bin', 'nvcc')),
