@@ -58,6 +58,24 @@ fi
 (mmpretrain needs it). Install the torchvision release that matches your torch \
 (https://github.com/pytorch/vision#installation), then run this script again."
 
+# mmpretrain 1.2.0 imports its multimodal models wherever transformers >= 4.28 is installed, and
+# they need names that transformers 5 removed: `import mmpretrain.models` fails (TypeError), and
+# with it MMDetection's models and the ConvNeXt configs. Refused before anything is installed.
+"$PY" - <<'PY' || exit 1
+import sys
+from importlib.metadata import PackageNotFoundError, version
+try:
+    found = version('transformers')
+except PackageNotFoundError:
+    sys.exit()
+if int(found.split('.')[0]) >= 5:
+    sys.exit(f"[setup] error: transformers {found} is installed, and mmpretrain 1.2.0 cannot be "
+             "imported beside transformers >= 5 (its BLIP code needs names that transformers 5 "
+             "removed; MMDetection's models import it too). Install transformers<5 here "
+             "(pip install 'transformers<5'), uninstall it, or use another environment; then "
+             "run this script again.")
+PY
+
 # Pins for what the environment lacks: the lock file's versions and the build tools'; what it
 # has is kept unless a requirement rules its version out. torch and torchvision stay as found
 # or installed above, so that no dependency swaps them.

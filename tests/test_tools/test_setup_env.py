@@ -121,6 +121,23 @@ def test_force_cuda_without_nvcc_is_refused(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
+def test_transformers_5_is_refused(tmp_path):
+    """mmpretrain 1.2.0 cannot be imported beside transformers >= 5: refused
+    up front, with the fix."""
+    venv = tmp_path / 'env'
+    site = make_env(venv)
+    info = osp.join(site, 'transformers-5.0.0.dist-info')
+    os.makedirs(info)
+    with open(osp.join(info, 'METADATA'), 'w') as f:
+        f.write('Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n')
+    result = run_setup(tmp_path, venv)
+    assert result.returncode != 0
+    assert 'transformers 5.0.0 is installed, and mmpretrain 1.2.0 cannot' in \
+        result.stderr, result.stderr[-3000:]
+    assert "pip install 'transformers<5'" in result.stderr
+    assert 'installing mmcv' not in result.stdout
+
+
 @pytest.mark.skipif(torch.version.cuda is None,
                     reason='needs a CUDA build of torch')
 def test_a_toolkit_without_headers_is_refused(tmp_path):
