@@ -235,8 +235,10 @@ def disabled() -> Iterator[None]:
 
 def fuses(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether the ``ConvMod`` ``module`` runs ``x`` through
-    :func:`convmod_forward`."""
+    :func:`convmod_forward` (elsewhere, e.g. in float64, the reference ops
+    run)."""
     return (_enabled and AVAILABLE and x.device.type == 'cuda'
+            and x.dtype in DTYPES and x.shape[1:].numel() < 2**31
             and module.modulation == 'hadamard'
             and not torch.is_grad_enabled()
             and not torch.compiler.is_compiling()
