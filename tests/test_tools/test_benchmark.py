@@ -243,11 +243,12 @@ def test_goals_in_one_command(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize('name,parsed', [
-    ('conv2former-t', ('conv2former', 'tiny', False, False)),
-    ('conv2former-t+cp+compile', ('conv2former', 'tiny', True, True)),
-    ('conv2former-t+compile+cp', ('conv2former', 'tiny', True, True)),
-    ('released-t+compile', ('released', 'tiny', False, True)),
-    ('convnext-t+compile', ('convnext', 'tiny', False, True)),
+    ('conv2former-t', ('conv2former', 'tiny', False, False, False)),
+    ('conv2former-t+cp+compile', ('conv2former', 'tiny', True, True, False)),
+    ('conv2former-t+compile+cp', ('conv2former', 'tiny', True, True, False)),
+    ('released-t+compile', ('released', 'tiny', False, True, False)),
+    ('convnext-t+compile', ('convnext', 'tiny', False, True, False)),
+    ('conv2former-t+unfused+cp', ('conv2former', 'tiny', True, False, True)),
 ])
 def test_model_name_suffixes(name, parsed):
     from mmc2f.analysis.benchmark.spec import parse_model_name
