@@ -131,7 +131,7 @@ install_pinned() {
       -r <(grep -vE '^(torch|torchvision|opencv-python)==' "$PINS") "$@"
   else
     "${PIP[@]}" install -q -c "$PINS" "$@"
-  fi
+  fi || die "pip could not install $* (its error is above)"
 }
 [[ -z "$HEADLESS_ONLY" ]] \
   || log "keeping opencv-python-headless $HEADLESS_ONLY: packages go in without pip's resolver"
