@@ -344,10 +344,23 @@ INSTALLED_MMCV="$("$PY" -c 'from importlib.metadata import version; print(versio
 if [[ -n "$INSTALLED_MMCV" ]]; then
   install_pinned "mmcv==$INSTALLED_MMCV"
 fi
-if reason="$(check_mmcv 2>&1)"; then
+# check_mmcv, with why it failed in $REASON: its last line, or, where Python itself died (a crash
+# in compiled code says nothing), the signal and the output before it.
+mmcv_works() {
+  local out status=0
+  out="$(check_mmcv 2>&1)" || status=$?
+  REASON="${out##*$'\n'}"
+  if (( status > 128 )); then
+    REASON="the check of mmcv's ops died of SIG$(kill -l $((status - 128))) (exit status $status), \
+a crash in compiled code; its output: ${out:-(none)}"
+  fi
+  return "$status"
+}
+
+if mmcv_works; then
   log "keeping the installed mmcv $MMCV_VERSION: its ops run with torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
-  log "installing mmcv $MMCV_VERSION with ops: ${reason##*$'\n'}"
+  log "installing mmcv $MMCV_VERSION with ops: $REASON"
   RECIPE="$(declare -f build_mmcv_wheel | sha1sum | cut -c1-8)"
   WHEEL_DIR="$CACHE/mmcv-$MMCV_VERSION/$TORCH_KEY-$RECIPE"
   if ls "$WHEEL_DIR"/mmcv-*.whl >/dev/null 2>&1; then
@@ -357,7 +370,7 @@ else
   fi
   "${PIP[@]}" install -q --force-reinstall --no-deps "$WHEEL_DIR"/mmcv-*.whl
   install_pinned "$WHEEL_DIR"/mmcv-*.whl  # its dependencies
-  reason="$(check_mmcv 2>&1)" || die "the mmcv just installed does not work: ${reason##*$'\n'}"
+  mmcv_works || die "the mmcv just installed does not work: $REASON"
 fi
 
 # 4. The OpenMMLab libraries, what they import without declaring, and mmc2f.

@@ -96,6 +96,10 @@ undefined symbol: _ZN3c1015SmallVectorBase')"""
      'mmcv 2.1.0 is installed but its compiled ops do not work with torch '),
     ('2.2.0', 'from .roi_align import RoIAlign',
      'mmcv 2.2.0 is installed; mmdet 3.3 needs mmcv < 2.2.0'),
+    # A crash in compiled code prints no reason of its own.
+    ('2.1.0', 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)',
+     "the check of mmcv's ops died of SIGSEGV (exit status 139), a crash in "
+     'compiled code'),
 ])
 def test_setup_rebuilds_an_mmcv_that_does_not_work(tmp_path, version, ops,
                                                    reason):
