@@ -39,8 +39,9 @@ GOAL_RUNS: Dict[str, RunSpec] = {
         floor='tiny', shape=(128, 3, 224, 224), amp=True, channels_last=True,
         device='cuda', repeats=20, warmup=3),
     'gpu': RunSpec(
-        models=('released-t', 'conv2former-t', 'convnext-t', 'swin-t',
-                'conv2former-t+compile', 'convnext-t+compile'),
+        models=('released-t', 'conv2former-t', 'conv2former-t+unfused',
+                'convnext-t', 'swin-t', 'conv2former-t+compile',
+                'convnext-t+compile'),
         shape=(128, 3, 224, 224), amp=True, channels_last=True,
         device='cuda', repeats=20, warmup=5),
     'gpu-training': RunSpec(
