@@ -398,3 +398,22 @@ def test_goals_refuses_an_unknown_run(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(['--goals', 'gpu-inference'])
     assert 'unknown runs' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flag', [True, False])
+def test_cudnn_benchmark_is_set_for_the_run(monkeypatch, flag):
+    """--cudnn-benchmark sets torch's flag for the timed calls, and the
+    default is cuDNN's heuristics, whatever the flag was before."""
+    from mmc2f.analysis.benchmark import cli
+    seen = {}
+
+    def measure_floor(run, device):
+        seen.update(run=run.cudnn_benchmark,
+                    torch=torch.backends.cudnn.benchmark)
+        return []
+
+    monkeypatch.setattr(cli, 'measure_floor', measure_floor)
+    monkeypatch.setattr(cli, 'report_floor', lambda *args: None)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', not flag)
+    cli.main(['--floor', 'n'] + ['--cudnn-benchmark'] * flag)
+    assert seen == dict(run=flag, torch=flag)

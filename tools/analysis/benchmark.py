@@ -5,10 +5,11 @@ ratios against a baseline measured in the same run.
     python tools/analysis/benchmark.py \\
         --models conv2former-t released-t convnext-t swin-t \\
         --shape 1 3 800 1216 --repeats 10 --warmup 3 [--baseline released-t] \\
-        [--channels-last] [--amp] [--device cpu|cuda] [--threads N] \\
-        [--train [--with-cp]] [--config CFG ...] [--markdown]
+        [--channels-last] [--amp] [--device cpu|cuda] [--cudnn-benchmark] \\
+        [--threads N] [--train [--with-cp]] [--config CFG ...] [--markdown]
     python tools/analysis/benchmark.py --floor [ARCH] [--shape N C H W] \\
-        [--amp] [--channels-last] [--device cpu|cuda] [--markdown]
+        [--amp] [--channels-last] [--device cpu|cuda] [--cudnn-benchmark] \\
+        [--markdown]
     python tools/analysis/benchmark.py --goals [RUN ...] [--threads N] \\
         [--markdown]
 

@@ -35,6 +35,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--baseline',
                         help='model of the ratios (default: the first)')
     parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--cudnn-benchmark', action='store_true',
+                        help='torch.backends.cudnn.benchmark: cuDNN picks '
+                        'its fastest algorithm per shape by timing them')
     parser.add_argument('--amp', action='store_true', help='autocast')
     parser.add_argument('--amp-dtype', choices=['bf16', 'fp16'],
                         help='default: bf16 on CPU, fp16 on CUDA')
@@ -70,6 +73,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         repeats=defaults.repeats if args.repeats is None else args.repeats,
         warmup=defaults.warmup if args.warmup is None else args.warmup,
         baseline=args.baseline, channels_last=args.channels_last,
+        cudnn_benchmark=args.cudnn_benchmark,
         amp=args.amp, amp_dtype=args.amp_dtype, device=args.device,
         threads=args.threads, train=args.train, with_cp=args.with_cp,
         markdown=args.markdown, floor=args.floor)
@@ -94,6 +98,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if run.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no CUDA device available')
     device = torch.device(run.device)
+    torch.backends.cudnn.benchmark = run.cudnn_benchmark
     load = load_average()
     if run.floor:
         report_floor(measure_floor(run, device), run, device, load)

@@ -85,6 +85,8 @@ def describe_run(run: RunSpec, device: torch.device, load: str) -> str:
     mode = 'train step (forward + backward)' if run.train else 'inference'
     precision = f'autocast {run.amp_dtype}' if run.amp else 'fp32'
     fmt = 'channels_last' if run.channels_last else 'NCHW'
+    if device.type == 'cuda':
+        fmt += f', cudnn.benchmark {run.cudnn_benchmark}'
     command = 'python ' + shlex.join(
         [osp.relpath(osp.abspath(sys.argv[0]), os.getcwd())] + sys.argv[1:])
     return (f'torch {torch.__version__}, device {device_name(device)}, '

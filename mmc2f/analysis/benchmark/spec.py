@@ -67,6 +67,9 @@ class RunSpec:
         warmup: Untimed calls per model before the rounds.
         baseline: The label the ratios divide by (default: the first).
         channels_last: Models and input in channels-last memory format.
+        cudnn_benchmark: ``torch.backends.cudnn.benchmark``: cuDNN times
+            its algorithms at each new shape (in the warm-up) and keeps the
+            fastest, instead of choosing by heuristics.
         amp: Under autocast, in ``amp_dtype`` (default: bf16 on CPU, fp16
             on CUDA).
         device: ``'cpu'`` or ``'cuda'``.
@@ -86,6 +89,7 @@ class RunSpec:
     warmup: int = 3
     baseline: Optional[str] = None
     channels_last: bool = False
+    cudnn_benchmark: bool = False
     amp: bool = False
     amp_dtype: Optional[str] = None
     device: str = 'cpu'
