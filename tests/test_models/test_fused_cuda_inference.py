@@ -12,10 +12,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 pytest.importorskip('triton', reason='the fused kernel is written in triton')
@@ -26,17 +28,21 @@ from mmc2f.testing.released_reference import max_rel_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# name: (N, C, H, W, k, dtype of x and v, out dtype, bias). Sizes are not
-# multiples of the interpreter's tile (2 rows x 8 pixels x 64 channels).
+# name: (N, C, H, W, k, dtype of x and v, out dtype, bias: 'none', 'dense'
+# or 'strided'). Most sizes are not multiples of a tile (2 rows x 8 to 32
+# pixels x 32 or 64 channels).
 CASES = {
-    'k11-fp32': (1, 40, 13, 19, 11, 'float32', 'float32', True),
-    'k7-batch3-no-bias': (3, 5, 5, 7, 7, 'float32', 'float32', False),
-    'k11-fp16-to-fp32': (2, 72, 6, 9, 11, 'float16', 'float32', True),
-    'k7-bf16': (1, 36, 8, 5, 7, 'bfloat16', 'bfloat16', True),
+    'k11-fp32': (1, 40, 13, 19, 11, 'float32', 'float32', 'dense'),
+    'k7-batch3-no-bias': (3, 5, 5, 7, 7, 'float32', 'float32', 'none'),
+    'k11-fp16-to-fp32': (2, 72, 6, 9, 11, 'float16', 'float32', 'dense'),
+    'k7-bf16': (1, 36, 8, 5, 7, 'bfloat16', 'bfloat16', 'dense'),
     'k11-larger-than-image-fp16': (1, 16, 3, 4, 11, 'float16', 'float16',
-                                   True),
-    'k1': (1, 8, 2, 3, 1, 'float32', 'float32', True),
+                                   'dense'),
+    'k1': (1, 8, 2, 3, 1, 'float32', 'float32', 'dense'),
+    'k3-strided-bias': (1, 6, 5, 5, 3, 'float32', 'float32', 'strided'),
 }
+# Every tile config of the autotuner (the interpreter's default is the first).
+CONFIG_CASE = 'k11-fp16-to-fp32'
 # By out dtype: one rounding of the output (the interpreter truncates to
 # bfloat16, a GPU rounds to nearest).
 TOL = {'float32': 1e-5, 'float16': 1e-3, 'bfloat16': 1e-2}
@@ -49,14 +55,15 @@ def channels_last(*shape: int, dtype: torch.dtype = torch.float32,
 
 
 def run_case(n: int, c: int, h: int, w: int, k: int, dtype: str,
-             out_dtype: str, bias: bool, device: str) -> dict:
+             out_dtype: str, bias: str, device: str) -> dict:
     """The kernel's output dtype, layout and max relative error against the
     float64 conv + product of the same inputs."""
     torch.manual_seed(0)
     x, v = (channels_last(n, c, h, w, dtype=getattr(torch, dtype),
                           device=device) for _ in range(2))
     weight = torch.randn(c, 1, k, k, device=device)
-    b = torch.randn(c, device=device) if bias else None
+    b = {'none': None, 'dense': torch.randn(c, device=device),
+         'strided': torch.randn(2 * c, device=device)[::2]}[bias]
     out = fused.dwconv_modulate(x, weight, b, v, getattr(torch, out_dtype))
     ref = F.conv2d(x.double(), weight.double(),
                    None if b is None else b.double(), padding=k // 2,
@@ -103,6 +110,13 @@ def run_cases() -> Dict[str, dict]:
                for name, case in CASES.items()}
     results.update((name, run_convmod_case(*case, device='cpu'))
                    for name, case in CONVMOD_CASES.items())
+    kernel = fused._dwconv_modulate_kernel
+    for bw, bc, warps in fused._CONFIGS:
+        # With one config the autotuner runs it.
+        kernel.configs = [fused.triton.Config(dict(BLOCK_W=bw, BLOCK_C=bc),
+                                              num_warps=warps)]
+        results[f'config-{bw}-{bc}-{warps}'] = run_case(*CASES[CONFIG_CASE],
+                                                        device='cpu')
     return results
 
 
@@ -127,6 +141,12 @@ def interpreted() -> Dict[str, dict]:
 @pytest.mark.parametrize('name', CASES)
 def test_interpreted_matches_pytorch(interpreted, name):
     check(name, interpreted[name])
+
+
+@pytest.mark.parametrize('config', [f'config-{bw}-{bc}-{warps}'
+                                    for bw, bc, warps in fused._CONFIGS])
+def test_interpreted_every_tile_config(interpreted, config):
+    check(CONFIG_CASE, interpreted[config])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -172,6 +192,70 @@ def test_convmod_hands_inference_to_the_kernel(monkeypatch):
     assert fused._enabled == (os.environ.get('MMC2F_FUSED_CUDA') != '0')
 
 
+def cuda_like(dtype: torch.dtype = torch.float16) -> SimpleNamespace:
+    """What ``fuses`` reads of an input, as of a CUDA tensor."""
+    return SimpleNamespace(device=torch.device('cuda'), dtype=dtype,
+                           shape=torch.Size([2, 8, 5, 5]))
+
+
+class ShiftedConv(nn.Conv2d):
+    """A conv subclass that computes something else."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 1
+
+
+def set_attr(path: str, value: object):
+    def change(module: ConvMod) -> None:
+        *parents, name = path.split('.')
+        target = module
+        for parent in parents:
+            target = getattr(target, parent)
+        setattr(target, name, value)
+    return change
+
+
+@pytest.mark.skipif(os.environ.get('MMC2F_FUSED_CUDA') == '0',
+                    reason='the kernel is turned off')
+@pytest.mark.parametrize('change', [
+    set_attr('modulation', 'sum'),
+    set_attr('att.2.stride', (2, 2)),
+    set_attr('att.2.dilation', (2, 2)),
+    set_attr('att.2.padding', (0, 0)),
+    set_attr('att.2.padding_mode', 'reflect'),
+    set_attr('att.2', ShiftedConv(8, 8, 3, padding=1, groups=8)),
+    lambda m: m.att[2].register_forward_hook(lambda *args: None),
+    lambda m: m.v.register_forward_pre_hook(lambda *args: None),
+], ids=['modulation', 'stride', 'dilation', 'padding', 'padding_mode',
+        'conv-subclass', 'hook', 'pre-hook'])
+def test_fuses_only_what_the_kernel_computes(change):
+    """The kernel replaces exactly a stride-1, zero-padded depthwise conv
+    and A * V, with nothing watching the modules it skips."""
+    module = ConvMod(8, 3).eval()
+    with torch.no_grad():
+        assert fused.fuses(module, cuda_like())
+        change(module)
+        assert not fused.fuses(module, cuda_like())
+
+
+@pytest.mark.skipif(os.environ.get('MMC2F_FUSED_CUDA') == '0',
+                    reason='the kernel is turned off')
+def test_fuses_only_inference_in_its_dtypes():
+    module = ConvMod(8, 3).eval()
+    with torch.no_grad():
+        assert fused.fuses(module, cuda_like(torch.bfloat16))
+        assert not fused.fuses(module, cuda_like(torch.float64))
+        with fused.disabled():
+            assert not fused.fuses(module, cuda_like())
+        handle = nn.modules.module.register_module_forward_hook(
+            lambda *args: None)
+        try:
+            assert not fused.fuses(module, cuda_like())
+        finally:
+            handle.remove()
+    assert not fused.fuses(module, cuda_like())  # autograd on
+
+
 def bad(name: str, value: object) -> dict:
     """Valid arguments of a 1x4x5x6 input, with ``name`` replaced."""
     args = dict(x=channels_last(1, 4, 5, 6), weight=torch.randn(4, 1, 3, 3),
@@ -191,6 +275,9 @@ def bad(name: str, value: object) -> dict:
     ('v', channels_last(1, 4, 5, 7), 'v must have the shape of x'),
     ('x', channels_last(1, 4, 5, 6, dtype=torch.float64),
      'x must be float16, bfloat16 or float32'),
+    ('weight', torch.randn(4, 1, 3, 3, dtype=torch.float64),
+     'weight must be float16, bfloat16 or float32'),
+    ('bias', torch.zeros(4, dtype=torch.int64), 'bias must be float16'),
     ('out_dtype', torch.int32, 'out_dtype must be float16'),
     ('x', torch.randn(1, 4, 5, 6), 'x must be channels last'),
     ('v', torch.randn(1, 4, 5, 6), 'v must be channels last'),

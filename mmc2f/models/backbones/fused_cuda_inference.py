@@ -18,8 +18,9 @@ the product are float32 whatever the dtypes.
 
 :class:`~.conv2former.ConvMod` hands its inference to
 :func:`convmod_forward` where :func:`fuses` says so: CUDA, no autograd, the
-Hadamard modulation, not traced or compiled (``torch.compile`` fuses the
-plain ops itself). ``MMC2F_FUSED_CUDA=0`` in the environment, or the
+Hadamard modulation, the block's own stride-1 zero-padded depthwise conv, no
+hooks on the modules it skips, not traced or compiled (``torch.compile``
+fuses the plain ops itself). ``MMC2F_FUSED_CUDA=0`` in the environment, or the
 :func:`disabled` context, keeps the reference path, e.g. to time both.
 
 Triton is optional: without it this module imports and :data:`AVAILABLE` is
@@ -64,7 +65,7 @@ if AVAILABLE:
             triton.Config(dict(BLOCK_W=bw, BLOCK_C=bc), num_warps=warps)
             for bw, bc, warps in _CONFIGS[:1 if INTERPRETED else None]
         ],
-        key=['W', 'C'])
+        key=['W', 'C', 'K'])
     @triton.jit
     def _dwconv_modulate_kernel(x_ptr, w_ptr, b_ptr, v_ptr, out_ptr, H, W,
                                 C: tl.constexpr, K: tl.constexpr,
@@ -156,8 +157,11 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor,
     if v.shape != x.shape:
         raise ValueError(f'v must have the shape of x, {tuple(x.shape)}, '
                          f'got {tuple(v.shape)}')
-    for name, dtype in (('x', x.dtype), ('v', v.dtype),
-                        ('out_dtype', out_dtype)):
+    dtypes = [('x', x.dtype), ('v', v.dtype), ('weight', weight.dtype),
+              ('out_dtype', out_dtype)]
+    if bias is not None:
+        dtypes.append(('bias', bias.dtype))
+    for name, dtype in dtypes:
         if dtype not in DTYPES:
             raise ValueError(f'{name} must be float16, bfloat16 or float32, '
                              f'got {dtype}')
@@ -217,20 +221,46 @@ def dwconv_modulate(x: torch.Tensor, weight: torch.Tensor,
         return (n * triton.cdiv(h, 2) * triton.cdiv(w, meta['BLOCK_W']) *
                 triton.cdiv(c, meta['BLOCK_C']), )
 
-    _dwconv_modulate_kernel[grid](x, by_tap, by_tap if bias is None else bias,
-                                  v, out, h, w, c, k, bias is not None)
+    has_bias = bias is not None
+    # The kernel reads the bias at stride 1 (without one, any pointer).
+    bias = bias.detach().contiguous() if has_bias else by_tap
+    _dwconv_modulate_kernel[grid](x, by_tap, bias, v, out, h, w, c, k,
+                                  has_bias)
     return out
 
 
 @contextlib.contextmanager
 def disabled() -> Iterator[None]:
-    """Within it, :func:`fuses` is False: the model's reference ops run."""
+    """Within it, :func:`fuses` is False: the model's reference ops run
+    (process-wide, in every thread)."""
     global _enabled
     before, _enabled = _enabled, False
     try:
         yield
     finally:
         _enabled = before
+
+
+def _is_same_padded_depthwise(conv: nn.Module) -> bool:
+    """Whether ``conv`` is the plain conv the kernel computes: depthwise,
+    stride 1, zero padding k // 2."""
+    if type(conv) is not nn.Conv2d:  # a subclass may compute otherwise
+        return False
+    k = conv.kernel_size[0]
+    return (k % 2 == 1 and conv.kernel_size == (k, k)
+            and conv.groups == conv.in_channels == conv.out_channels
+            and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and conv.padding == (k // 2, k // 2)
+            and conv.padding_mode == 'zeros')
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Forward hooks on ``module``'s submodules, or global ones: the kernel
+    would skip the calls they watch."""
+    return bool(nn.modules.module._global_forward_hooks
+                or nn.modules.module._global_forward_pre_hooks) or any(
+                    m._forward_hooks or m._forward_pre_hooks
+                    for m in list(module.modules())[1:])
 
 
 def fuses(module: nn.Module, x: torch.Tensor) -> bool:
@@ -242,7 +272,9 @@ def fuses(module: nn.Module, x: torch.Tensor) -> bool:
             and module.modulation == 'hadamard'
             and not torch.is_grad_enabled()
             and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and _is_same_padded_depthwise(module.att[2])
+            and not _has_hooks(module))
 
 
 def convmod_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
