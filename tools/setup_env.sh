@@ -47,17 +47,6 @@ tools/setup_env.sh (an environment that already has torch, mmcv 2.1.0 and the Op
 libraries needs only: pip install -e .)"
 log "environment: $VENV ($("$PY" -V 2>&1))"
 
-# 2. torch: keep the user's (e.g. a CUDA build), install the pinned one only when absent.
-if "$PY" -c 'import torch' 2>/dev/null; then
-  log "keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
-else
-  log "installing $TORCH_PIN $TORCHVISION_PIN"
-  "${PIP[@]}" install "$TORCH_PIN" "$TORCHVISION_PIN"
-fi
-"$PY" -c 'import torchvision' 2>/dev/null || die "torch is installed in $VENV but torchvision is not \
-(mmpretrain needs it). Install the torchvision release that matches your torch \
-(https://github.com/pytorch/vision#installation), then run this script again."
-
 # mmpretrain 1.2.0 imports its multimodal models wherever transformers >= 4.28 is installed, and
 # they need names that transformers 5 removed: `import mmpretrain.models` fails (TypeError), and
 # with it MMDetection's models and the ConvNeXt configs. Refused before anything is installed.
@@ -75,6 +64,17 @@ if int(found.split('.')[0]) >= 5:
              "(pip install 'transformers<5'), uninstall it, or use another environment; then "
              "run this script again.")
 PY
+
+# 2. torch: keep the user's (e.g. a CUDA build), install the pinned one only when absent.
+if "$PY" -c 'import torch' 2>/dev/null; then
+  log "keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+  log "installing $TORCH_PIN $TORCHVISION_PIN"
+  "${PIP[@]}" install "$TORCH_PIN" "$TORCHVISION_PIN"
+fi
+"$PY" -c 'import torchvision' 2>/dev/null || die "torch is installed in $VENV but torchvision is not \
+(mmpretrain needs it). Install the torchvision release that matches your torch \
+(https://github.com/pytorch/vision#installation), then run this script again."
 
 # Pins for what the environment lacks: the lock file's versions and the build tools'; what it
 # has is kept unless a requirement rules its version out. torch and torchvision stay as found

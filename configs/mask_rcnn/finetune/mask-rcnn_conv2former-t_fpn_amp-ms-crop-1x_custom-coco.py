@@ -2,7 +2,7 @@
 # "Fine-tuning on your own COCO-format dataset"). Inherited from the paper's
 # COCO config: the model, the multi-scale + crop pipeline, AdamW with layer
 # decay, AMP and the ImageNet backbone checkpoint
-# (checkpoints/conv2former-t_in1k_mmc2f.pth, see "Pretrained weights").
+# (checkpoints/conv2former-t_in1k_mmc2f.pth, see the README's "Model zoo").
 #
 # As written it trains on the generated shapes set that
 #   python -c "from mmc2f.testing import make_coco_shapes; \
