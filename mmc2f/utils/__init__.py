@@ -2,10 +2,11 @@ from .checkpoint import (CheckpointLoadError, atomic_open, load_pretrained,
                          register_atomic_local_backend, safe_torch_load,
                          safe_torch_load_bytes)
 from .checkpoint_schemes import download_checkpoint, register_safe_loaders
+from .data_check import check_detection_classes
 from .model_check import check_feature_channels
 
 __all__ = [
-    'CheckpointLoadError', 'atomic_open', 'check_feature_channels',
-    'download_checkpoint', 'load_pretrained', 'register_atomic_local_backend',
+    'CheckpointLoadError', 'atomic_open', 'check_detection_classes',
+    'check_feature_channels', 'download_checkpoint', 'load_pretrained', 'register_atomic_local_backend',
     'register_safe_loaders', 'safe_torch_load', 'safe_torch_load_bytes'
 ]

@@ -12,6 +12,7 @@ from typing import Callable, Dict
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from .data_check import check_detection_classes
 from .model_check import check_feature_channels
 
 
@@ -150,6 +151,9 @@ def build_runner(cfg: Config) -> Runner:
     # custom_imports still get it.
     import mmc2f  # noqa: F401
     from mmengine.device import get_device
+    # Before the model is built: classes that the annotations or the heads
+    # do not match.
+    check_detection_classes(cfg)
     if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
         _setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:

@@ -12,8 +12,8 @@ _base_ = '../mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'
 
 # data_root/annotations/instances_{train,val}.json, images in train/ and val/.
 data_root = 'data/my_coco/'
-# Category names of the annotation files: only these are loaded, as labels
-# 0..N-1 in this order.
+# Category names of the annotation files, in the files' order: only these are
+# loaded, as labels 0..N-1 (tools/train.py checks names, order and heads).
 classes = ('rectangle', 'ellipse', 'triangle')
 
 model = dict(

@@ -1,0 +1,140 @@
+# Copyright (c) mmc2f contributors. All rights reserved.
+"""A detection config's ``classes`` checked against its COCO-format
+annotation files and its heads before any work starts.
+
+MMDetection's ``CocoDataset`` loads the categories that
+``metainfo.classes`` names and numbers them in the annotation file's order,
+yet calls label ``i`` ``classes[i]``. Classes listed in another order give
+every prediction another class's name; a name the file lacks trains a class
+that has no instance (with no name found, numpy's "need at least one array
+to concatenate"); heads with another ``num_classes`` fail later or waste
+outputs. None of these is an error there; each is one here, naming the file,
+its categories and the fix.
+"""
+import json
+import os.path as osp
+from typing import Any, Dict, Iterator, List, Tuple
+
+from mmengine.config import Config
+
+_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# The heads whose num_classes counts the dataset's classes.
+_HEADS = ('bbox_head', 'mask_head', 'point_head')
+
+
+def _leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
+    """(its place in the config, its config) of each dataset the dataloaders
+    read, inside wrappers (``dataset``) and concatenations (``datasets``)."""
+    for name in _DATALOADERS:
+        loader = cfg.get(name)
+        stack = [(f'{name}.dataset', loader.get('dataset'))] if loader else []
+        while stack:
+            where, dataset = stack.pop()
+            if not isinstance(dataset, dict):
+                continue
+            if isinstance(dataset.get('datasets'), (list, tuple)):
+                stack += [(f'{where}.datasets[{i}]', d)
+                          for i, d in enumerate(dataset['datasets'])]
+            elif isinstance(dataset.get('dataset'), dict):
+                stack.append((f'{where}.dataset', dataset['dataset']))
+            else:
+                yield where, dataset
+
+
+def _is_coco(dataset: Dict[str, Any]) -> bool:
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import DATASETS
+    kind = dataset.get('type')
+    if isinstance(kind, str):
+        kind = DATASETS.get(kind)
+    return isinstance(kind, type) and issubclass(kind, CocoDataset)
+
+
+def _category_names(path: str) -> List[str]:
+    with open(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f'{path} is not valid JSON: {error}') from None
+    if not isinstance(data, dict) or not isinstance(
+            data.get('categories'), list):
+        raise ValueError(f'{path} has no "categories" list: it is not a '
+                         'COCO-format annotation file')
+    return [str(category.get('name')) for category in data['categories']]
+
+
+def _check_order(where: str, classes: List[str], path: str,
+                 names: List[str]) -> None:
+    twice = sorted({n for n in names if n in classes and names.count(n) > 1})
+    if twice:
+        raise ValueError(f'{path} has several categories named {twice}: '
+                         'give each category of the file its own name')
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise ValueError(
+            f'{where}.metainfo.classes names {missing}, which {path} does '
+            f'not have: its categories are {names}. Set classes to names of '
+            'its categories')
+    in_file_order = [n for n in names if n in classes]
+    if in_file_order != classes:
+        raise ValueError(
+            f'{where}.metainfo.classes lists {classes}, but {path} has them '
+            f'in the order {in_file_order}: MMDetection numbers the labels '
+            "in the file's order, so every prediction would carry another "
+            f'class\'s name. Set classes = {tuple(in_file_order)}')
+
+
+def _head_num_classes(model: Dict[str, Any]) -> Iterator[Tuple[str, int]]:
+    """(place, value) of num_classes of each class-counting head: a
+    single-stage detector's ``bbox_head``, a two-stage one's box, mask and
+    point heads (of every cascade stage), not the RPN's or a semantic head's.
+    """
+    stack = [('model', model, False)]
+    while stack:
+        where, node, is_head = stack.pop()
+        if isinstance(node, (list, tuple)):  # a cascade's stages
+            stack += [(f'{where}[{i}]', n, is_head)
+                      for i, n in enumerate(node)]
+        elif isinstance(node, dict):
+            if is_head and isinstance(node.get('num_classes'), int):
+                yield f'{where}.num_classes', node['num_classes']
+            stack += [(f'{where}.{key}', value, key in _HEADS)
+                      for key, value in node.items()
+                      if key in _HEADS + ('roi_head', )]
+
+
+def check_detection_classes(cfg: Config) -> None:
+    """ValueError where an MMDetection config's COCO-format datasets set
+    ``metainfo.classes`` that their annotation files lack or order otherwise,
+    or that the heads' ``num_classes`` does not count.
+
+    Datasets without ``classes`` of their own are not checked; an annotation
+    file that is not a local file (yet) is not read (the dataset itself then
+    says so).
+    """
+    if cfg.get('default_scope') != 'mmdet':
+        return
+    names_of: Dict[str, List[str]] = {}
+    counted = None
+    for where, dataset in _leaf_datasets(cfg):
+        classes = (dataset.get('metainfo') or {}).get('classes')
+        ann_file = dataset.get('ann_file')
+        if classes is None or not isinstance(ann_file, str) \
+                or not _is_coco(dataset):
+            continue
+        counted = counted or (where, len(classes))
+        path = ann_file if osp.isabs(ann_file) else osp.join(
+            dataset.get('data_root') or '', ann_file)
+        if osp.isfile(path):
+            if path not in names_of:
+                names_of[path] = _category_names(path)
+            _check_order(where, list(classes), path, names_of[path])
+    if counted is None:
+        return
+    where, count = counted
+    for place, value in _head_num_classes(cfg.model):
+        if value != count:
+            raise ValueError(
+                f'{place}={value}, but {where}.metainfo.classes has {count} '
+                f'classes: set num_classes={count} in every head (e.g. '
+                'num_classes=len(classes) in the config)')

@@ -1,0 +1,146 @@
+"""A detection config's classes against its COCO annotation files and its
+heads: each mismatch MMDetection accepts silently is an error before the
+model is built, through tools/train.py as a user runs it."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmc2f.testing import make_coco_shapes
+from mmc2f.utils import check_detection_classes
+from tests.test_e2e.helpers import REPO, load
+
+FINETUNE = ('configs/mask_rcnn/finetune/'
+            'mask-rcnn_conv2former-t_fpn_amp-ms-crop-1x_custom-coco.py')
+CASCADE = ('configs/cascade_mask_rcnn/'
+           'cascade-mask-rcnn_conv2former-t_fpn_4conv1fc-giou_amp-ms-crop-'
+           '3x_coco.py')
+# The shapes set's categories, in its files' order.
+SHAPES = ('rectangle', 'ellipse', 'triangle')
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp('shapes'))
+    make_coco_shapes(root, num_train=2, num_val=1, size=(32, 32))
+    return root + '/'
+
+
+def finetune(data_root: str, classes=SHAPES) -> Config:
+    """The fine-tuning config on ``data_root`` with ``classes``, its heads
+    sized to them, as a user edits it."""
+    cfg = load(FINETUNE)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.update(data_root=data_root,
+                                   metainfo=dict(classes=classes))
+    for head in ('bbox_head', 'mask_head'):
+        cfg.model.roi_head[head].num_classes = len(classes)
+    return cfg
+
+
+def test_the_shipped_configs_pass(data_root):
+    check_detection_classes(finetune(data_root))
+    check_detection_classes(load(FINETUNE))  # its data not written yet
+    check_detection_classes(load(CASCADE))  # COCO's own classes
+
+
+def test_classes_in_another_order_than_the_file(data_root):
+    with pytest.raises(ValueError) as error:
+        check_detection_classes(
+            finetune(data_root, ('triangle', 'rectangle', 'ellipse')))
+    assert str(error.value) == (
+        "train_dataloader.dataset.metainfo.classes lists ['triangle', "
+        f"'rectangle', 'ellipse'], but {data_root}annotations/"
+        "instances_train.json has them in the order ['rectangle', "
+        "'ellipse', 'triangle']: MMDetection numbers the labels in the "
+        "file's order, so every prediction would carry another class's "
+        "name. Set classes = ('rectangle', 'ellipse', 'triangle')")
+
+
+def test_a_subset_in_the_files_order_passes(data_root):
+    check_detection_classes(finetune(data_root, ('rectangle', 'triangle')))
+
+
+def test_a_class_the_file_lacks(data_root):
+    with pytest.raises(ValueError, match=(
+            r"classes names \['rectangel'\], which .*instances_train.json "
+            r"does not have: its categories are \['rectangle', 'ellipse', "
+            r"'triangle'\]")):
+        check_detection_classes(
+            finetune(data_root, ('rectangel', 'ellipse', 'triangle')))
+
+
+def test_heads_counting_other_classes(data_root):
+    cfg = finetune(data_root)
+    cfg.model.roi_head.mask_head.num_classes = 80
+    with pytest.raises(ValueError, match=(
+            r'model.roi_head.mask_head.num_classes=80, but train_dataloader'
+            r'.dataset.metainfo.classes has 3 classes: set num_classes=3')):
+        check_detection_classes(cfg)
+
+
+def test_every_cascade_stage_is_counted():
+    cfg = load(CASCADE)
+    cfg.train_dataloader.dataset.metainfo = dict(classes=SHAPES)
+    cfg.model.roi_head.mask_head.num_classes = 3
+    for stage in cfg.model.roi_head.bbox_head[:2]:
+        stage.num_classes = 3
+    with pytest.raises(ValueError,
+                       match=r'model.roi_head.bbox_head\[2\].num_classes=80'):
+        check_detection_classes(cfg)
+
+
+def test_wrapped_datasets_are_checked(data_root):
+    cfg = finetune(data_root, ('ellipse', 'rectangle'))
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=2, dataset=dict(
+            type='ConcatDataset',
+            datasets=[cfg.val_dataloader.dataset,
+                      cfg.train_dataloader.dataset]))
+    cfg.val_dataloader = cfg.test_dataloader = None
+    with pytest.raises(ValueError, match=(
+            r'train_dataloader.dataset.dataset.datasets\[1\].metainfo.classes '
+            r"lists \['ellipse', 'rectangle'\]")):
+        check_detection_classes(cfg)
+
+
+def test_an_annotation_file_that_is_not_coco(tmp_path, data_root):
+    cfg = finetune(data_root)
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"images": []')
+    cfg.train_dataloader.dataset.ann_file = str(bad)
+    with pytest.raises(ValueError, match=f'{bad} is not valid JSON'):
+        check_detection_classes(cfg)
+    bad.write_text(json.dumps({'images': []}))
+    with pytest.raises(ValueError, match='has no "categories" list'):
+        check_detection_classes(cfg)
+
+
+def test_train_py_stops_before_the_model_is_built(tmp_path, data_root):
+    """A user who changed data_root to their own files and left the shipped
+    classes: before, numpy's "need at least one array to concatenate" after
+    the model was built."""
+    own = tmp_path / 'own'
+    os.makedirs(own / 'annotations')
+    with open(osp.join(data_root, 'annotations/instances_train.json')) as f:
+        data = json.load(f)
+    for category, name in zip(data['categories'], ('cat', 'dog', 'bird')):
+        category['name'] = name
+    (own / 'annotations/instances_train.json').write_text(json.dumps(data))
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools/train.py'), FINETUNE,
+         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+         f'train_dataloader.dataset.data_root={own}/',
+         'model.backbone.init_cfg=None'],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+        text=True, timeout=600)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ValueError: train_dataloader.dataset.metainfo.classes names "
+        f"['rectangle', 'ellipse', 'triangle'], which {own}/annotations/"
+        "instances_train.json does not have: its categories are ['cat', "
+        "'dog', 'bird']. Set classes to names of its categories")
