@@ -21,6 +21,10 @@ The inferencer follows the config's ``default_scope``: MMDetection's
   as COCO uncompressed RLE, which ``pycocotools.mask.frPyObjects`` reads);
 * classification: ``pred_label``, ``pred_score``, ``pred_class`` and
   ``pred_scores`` (all classes).
+
+A file that cannot be decoded (truncated, or not an image) is skipped with
+its reason and named at the end; the others are done, and the exit status
+is 1.
 """
 import argparse
 import json
@@ -35,7 +39,8 @@ from mmengine.config import Config, DictAction
 
 from mmc2f.utils.cli import config_scope
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+IMAGE_EXTS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.tif',
+              '.tiff', '.webp')
 DEFAULT_SCORE_THR = 0.3  # DetInferencer's
 
 # The RGB picture, the JSON dict and a one-line summary of one image.
@@ -73,7 +78,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def list_images(path: str) -> List[str]:
-    """The image itself, or the images directly inside a folder (sorted)."""
+    """The image itself, or the image files directly inside a folder
+    (sorted; hidden files, e.g. macOS's ``._photo.jpg``, left out)."""
     if osp.isfile(path):
         return [path]
     if not osp.isdir(path):
@@ -81,10 +87,12 @@ def list_images(path: str) -> List[str]:
                                 'folder')
     images = sorted(
         osp.join(path, name) for name in os.listdir(path)
-        if name.lower().endswith(IMAGE_EXTS))
+        if name.lower().endswith(IMAGE_EXTS) and not name.startswith('.')
+        and osp.isfile(osp.join(path, name)))
     if not images:
         raise FileNotFoundError(f'no image ({", ".join(IMAGE_EXTS)}) in the '
-                                f'folder {path!r}')
+                                f'folder {path!r} (sub-folders are not '
+                                'searched)')
     # Outputs are named by the file name without its extension.
     stems = [osp.splitext(osp.basename(image))[0] for image in images]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
@@ -93,6 +101,17 @@ def list_images(path: str) -> List[str]:
                          '(other extensions): their outputs would overwrite '
                          'each other; move or rename all but one')
     return images
+
+
+def decode_error(image: str) -> Optional[str]:
+    """Why ``image`` cannot be decoded (None where it can), e.g. a
+    truncated download or another file named like an image."""
+    try:
+        if mmcv.imread(image) is not None:
+            return None
+        return 'not an image that OpenCV can decode'
+    except Exception as error:  # e.g. OpenCV's assertion on an empty file
+        return f'{type(error).__name__}: {error}'.strip()
 
 
 def uncompressed_rle(mask: np.ndarray) -> Dict[str, list]:
@@ -194,7 +213,9 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> int:
+    """The exit status: 1 where an image could not be read (the others are
+    done), else 0."""
     args = parse_args(argv)
     images = list_images(args.inputs)
     cfg = load_config(args)
@@ -204,19 +225,29 @@ def main(argv: Optional[List[str]] = None) -> None:
     pred_dir = osp.join(args.out_dir, 'preds')
     os.makedirs(vis_dir, exist_ok=True)
     os.makedirs(pred_dir, exist_ok=True)
+    unreadable = []
     for image in images:
+        error = decode_error(image)
+        if error:
+            print(f'{image}: skipped, {error}', file=sys.stderr)
+            unreadable.append(image)
+            continue
         picture, pred, line = infer(image)
         stem = osp.splitext(osp.basename(image))[0]
         mmcv.imwrite(picture[..., ::-1], osp.join(vis_dir, stem + '.png'))
         with open(osp.join(pred_dir, stem + '.json'), 'w') as f:
             json.dump(dict(image=image, task=task, **pred), f)
         print(f'{image}: {line}')
-    print(f'{len(images)} image(s): pictures in {vis_dir}, predictions in '
-          f'{pred_dir}')
+    print(f'{len(images) - len(unreadable)} image(s): pictures in {vis_dir}, '
+          f'predictions in {pred_dir}')
+    if unreadable:
+        print(f'{len(unreadable)} file(s) could not be read and were '
+              f'skipped: {unreadable}', file=sys.stderr)
+    return int(bool(unreadable))
 
 
 if __name__ == '__main__':
     try:
-        main()
+        sys.exit(main())
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'error: {error}')

@@ -240,3 +240,33 @@ def test_images_whose_outputs_would_collide_are_refused(tmp_path):
     Image.open(FLOWER).save(tmp_path / 'photo.png')
     with pytest.raises(ValueError, match=r"several images named \['photo'\]"):
         load_tool().list_images(str(tmp_path))
+
+
+def test_files_that_cannot_be_read_are_skipped(tmp_path, checkpoints):
+    """A truncated photo, an empty file, macOS's ``._`` sidecar and a folder
+    named like an image: the readable images are all done, the unreadable
+    files named, and the exit status says something was skipped."""
+    checkpoint, _ = checkpoints(CLS_CONFIG, {})
+    images = tmp_path / 'images'
+    images.mkdir()
+    shutil.copy(FLOWER, images / 'a.jpg')
+    shutil.copy(TEMPLE, images / 'z.JFIF')
+    with open(FLOWER, 'rb') as f:
+        (images / 'm_truncated.jpg').write_bytes(f.read(300))
+    (images / 'n_empty.png').write_bytes(b'')
+    (images / '._a.jpg').write_bytes(b'\x00\x05\x16\x07 AppleDouble')
+    (images / 'album.jpg').mkdir()
+    out_dir = tmp_path / 'out'
+    result = subprocess.run(
+        [sys.executable, INFER, images, CLS_CONFIG, checkpoint, '--out-dir',
+         out_dir, '--device', 'cpu'], cwd=REPO, capture_output=True,
+        text=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert '2 image(s)' in result.stdout
+    for image in ('a.jpg', 'z.JFIF'):
+        pred, _ = read_outputs(out_dir, str(images / image))
+        assert pred['task'] == 'classification'
+    assert f"{images / 'm_truncated.jpg'}: skipped, " in result.stderr
+    assert f"{images / 'n_empty.png'}: skipped, " in result.stderr
+    assert '2 file(s) could not be read and were skipped' in result.stderr
+    assert '._a.jpg' not in result.stderr + result.stdout
