@@ -22,11 +22,12 @@ import logging
 import os
 import os.path as osp
 import pickle
+import re
 import tempfile
 import zipfile
 from contextlib import contextmanager
 from typing import (Any, BinaryIO, Callable, Dict, Iterable, Iterator, List,
-                    Optional, Tuple, Union)
+                    Optional, Set, Tuple, Union)
 
 import numpy as np
 import torch
@@ -112,17 +113,44 @@ def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
     ]
 
 
+# A URL entry: ``scheme://``, maybe after a cluster prefix (``cluster:s3://``).
+_URL = r'(?:[\w-]+:)?[A-Za-z][\w+.-]*://'
+_URL_START = re.compile(_URL)
+# Where a URL entry ends: a separator before a path or another URL (not one
+# before a port, ``host:8080``).
+_URL_END = re.compile(f'{re.escape(os.pathsep)}(?=[/~.]|{_URL})')
+_SEP = re.compile(re.escape(os.pathsep))
+
+
+def trusted_entries(value: str) -> Tuple[Set[str], Set[str]]:
+    """The URLs and the real paths that a ``MMC2F_TRUSTED_CHECKPOINTS``
+    value lists, separated by ``os.pathsep`` as in ``PATH``.
+
+    A URL holds the separator itself (``https://host:8080/m.pth``,
+    ``cluster:s3://b/m.pth``): it runs to a separator followed by a path
+    (``/``, ``~`` or ``.``) or another URL, and is trusted whole, never as a
+    path or a part. Where that is ambiguous, nothing extra is trusted.
+    """
+    urls, paths = set(), set()
+    while value:
+        url = _URL_START.match(value)
+        end = (_URL_END.search(value, url.end()) if url else
+               _SEP.search(value))
+        entry, value = ((value, '') if end is None else
+                        (value[:end.start()], value[end.end():]))
+        if url:
+            urls.add(entry)
+        elif entry:
+            paths.add(osp.realpath(osp.expanduser(entry)))
+    return urls, paths
+
+
 def _is_trusted(filename: Optional[str], source: Optional[str]) -> bool:
     """Whether the user allowed this file's code to run: its path, or the
     URL it came from, is an entry of ``MMC2F_TRUSTED_CHECKPOINTS``."""
-    trusted = os.environ.get(TRUST_ENV, '')
-    # A URL holds the separator (https://host:port/...): look for it whole.
-    if source is not None and \
-            f'{os.pathsep}{source}{os.pathsep}' in \
-            f'{os.pathsep}{trusted}{os.pathsep}':
-        return True
-    paths = {osp.realpath(p) for p in trusted.split(os.pathsep) if p}
-    return filename is not None and osp.realpath(filename) in paths
+    urls, paths = trusted_entries(os.environ.get(TRUST_ENV, ''))
+    return (source is not None and source in urls) or (
+        filename is not None and osp.realpath(filename) in paths)
 
 
 def safe_torch_load(filename: str,

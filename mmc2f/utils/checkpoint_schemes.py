@@ -12,9 +12,12 @@ scheme again: the same name resolution (mmengine's own tables), then
 per-file opt-in (``MMC2F_TRUSTED_CHECKPOINTS`` lists the path or the URL).
 
 Downloads are atomic and complete: a temporary file, renamed into torch's hub
-cache only when all the bytes the server announced have arrived.
+cache only when all the bytes the server announced have arrived. Each URL has
+its own folder there, so a file of the same name from another URL is never
+taken for it.
 """
 import difflib
+import hashlib
 import logging
 import os.path as osp
 from http.client import HTTPException
@@ -35,13 +38,27 @@ from .checkpoint import (CheckpointLoadError, MapLocation, atomic_open,
 _READ_CHUNK = 1 << 20
 
 
+def cached_path(url: str, model_dir: Optional[str] = None) -> str:
+    """Where :func:`download_checkpoint` keeps ``url``'s file: its name, in
+    a folder of ``model_dir`` named by the URL's hash."""
+    if model_dir is None:
+        model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+    name = osp.basename(urlparse(url).path)
+    if not name:
+        raise CheckpointLoadError(
+            f'Checkpoint URL {url} names no file (its path ends with "/")')
+    folder = 'url-' + hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(model_dir, folder, name)
+
+
 def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
     """The local copy of ``url``, downloaded if absent.
 
     Args:
         url (str): An http(s) URL.
-        model_dir (str, optional): Where to keep it. Defaults to torch's hub
-            cache (``<torch.hub.get_dir()>/checkpoints``), as mmengine's.
+        model_dir (str, optional): Where to keep it (:func:`cached_path`).
+            Defaults to torch's hub cache
+            (``<torch.hub.get_dir()>/checkpoints``), as mmengine's.
 
     Returns:
         str: The path of the complete file.
@@ -50,13 +67,7 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
         CheckpointLoadError: The download failed or ended early; nothing
             was saved.
     """
-    if model_dir is None:
-        model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
-    name = osp.basename(urlparse(url).path)
-    if not name:
-        raise CheckpointLoadError(
-            f'Checkpoint URL {url} names no file (its path ends with "/")')
-    cached = osp.join(model_dir, name)
+    cached = cached_path(url, model_dir)
     if osp.isfile(cached):
         return cached
     print_log(f'Downloading {url} to {cached}', logger='current')

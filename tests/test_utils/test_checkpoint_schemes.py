@@ -85,6 +85,12 @@ def http_url() -> Iterator[str]:
     yield from serve()
 
 
+def cached(files, url: str) -> list:
+    """The files of ``url``'s folder in the download cache."""
+    folder = osp.dirname(checkpoint_schemes.cached_path(url, files.cache))
+    return os.listdir(folder) if osp.isdir(folder) else []
+
+
 def assert_refused(url: str, files, shown: str = None) -> None:
     with pytest.raises(CheckpointLoadError) as e:
         load_checkpoint(ToyModel(), url)
@@ -105,7 +111,8 @@ def assert_loads_backbone(url: str, files) -> None:
 def test_http_good_file_loads_and_code_is_refused(files, http_url,
                                                    monkeypatch):
     assert_loads_backbone(f'{http_url}/good-1234abcd.pth', files)
-    assert os.listdir(files.cache) == ['good-1234abcd.pth']
+    assert cached(files, f'{http_url}/good-1234abcd.pth') == [
+        'good-1234abcd.pth']
     url = f'{http_url}/evil.pth'
     assert_refused(url, files)
     # The opt-in is per file, by its URL (whose ':' is no separator here) or
@@ -114,9 +121,42 @@ def test_http_good_file_loads_and_code_is_refused(files, http_url,
     load_checkpoint(ToyModel(), url)
     assert osp.exists(files.marker)
     os.rmdir(files.marker)
-    monkeypatch.setenv(TRUST_ENV, osp.join(files.cache, 'evil.pth'))
+    monkeypatch.setenv(TRUST_ENV,
+                       checkpoint_schemes.cached_path(url, files.cache))
     load_checkpoint(ToyModel(), url)
     assert osp.exists(files.marker)
+
+
+def test_a_same_named_file_of_another_url_is_never_used(files, http_url,
+                                                        monkeypatch):
+    """Downloads are cached per URL: a trusted URL never gets the cached
+    file of another URL with the same name, nor an untrusted one a good
+    file's copy."""
+    routes = dict(Handler.routes)
+    routes['/v1/model.pth'] = routes['/good-1234abcd.pth']
+    routes['/v2/model.pth'] = routes['/evil.pth']
+    monkeypatch.setattr(Handler, 'routes', routes)
+    assert_loads_backbone(f'{http_url}/v1/model.pth', files)
+    assert_refused(f'{http_url}/v2/model.pth', files)
+    assert_loads_backbone(f'{http_url}/v1/model.pth', files)
+    assert cached(files, f'{http_url}/v2/model.pth') == ['model.pth']
+
+
+@pytest.mark.parametrize('value, urls, paths', [
+    # A URL is trusted whole, never as the local paths its parts would name.
+    ('https://example.com/model.pth', ['https://example.com/model.pth'], []),
+    ('/a.pth:https://host:8080/m.pth:/b.pth', ['https://host:8080/m.pth'],
+     ['/a.pth', '/b.pth']),
+    ('cluster1:s3://bucket/m.pth', ['cluster1:s3://bucket/m.pth'], []),
+    ('http://h/m.pth:http://h/n.pth', ['http://h/m.pth', 'http://h/n.pth'],
+     []),
+    # After a URL, a relative path is ambiguous: it trusts nothing more.
+    ('https://h/m.pth:weights/a.pth', ['https://h/m.pth:weights/a.pth'], []),
+    ('/a.pth::./b.pth', [], ['/a.pth', osp.realpath('b.pth')]),
+])
+def test_trusted_entries(value, urls, paths):
+    from mmc2f.utils.checkpoint import trusted_entries
+    assert trusted_entries(value) == (set(urls), set(paths))
 
 
 def test_partial_download_is_never_used(files, http_url):
@@ -125,7 +165,7 @@ def test_partial_download_is_never_used(files, http_url):
         with pytest.raises(CheckpointLoadError,
                            match='ended after .* bytes; nothing was saved'):
             load_checkpoint(ToyModel(), url)
-        assert not osp.isdir(files.cache) or os.listdir(files.cache) == []
+        assert cached(files, url) == []
 
 
 def test_missing_url_is_a_clear_error(files, http_url):
@@ -139,10 +179,11 @@ def test_missing_url_is_a_clear_error(files, http_url):
 def test_damaged_cached_download_names_the_fix(files, http_url):
     """A file cut short by an earlier tool (torch.hub keeps whatever the
     server sent) is refused with how to get it again."""
-    os.makedirs(files.cache)
-    with open(osp.join(files.cache, 'good-1234abcd.pth'), 'wb') as f:
-        f.write(b'PK\x03\x04 cut')
     url = f'{http_url}/good-1234abcd.pth'
+    damaged = checkpoint_schemes.cached_path(url, files.cache)
+    os.makedirs(osp.dirname(damaged))
+    with open(damaged, 'wb') as f:
+        f.write(b'PK\x03\x04 cut')
     with pytest.raises(CheckpointLoadError,
                        match=f'{url} .downloaded to .*; delete .* to '
                        'download it again'):
