@@ -248,6 +248,27 @@ def test_pretrained_other_arch_is_an_error(tmp_path):
         _pretrained_backbone(path).init_weights()
 
 
+def test_pretrained_in_a_list_is_loaded_as_alone(tmp_path):
+    """A list init_cfg: the others first, then the same checked load."""
+    path = str(tmp_path / 'small.pth')
+    source = _save_backbone_checkpoint(path, SMALL)
+    backbone = _pretrained_backbone(path)
+    pretrained = backbone.init_cfg
+    backbone.init_cfg = [dict(type='Constant', layer='Conv2d', val=0.),
+                         pretrained]
+    backbone.init_weights()
+    for key, value in source.state_dict().items():
+        assert torch.equal(backbone.state_dict()[key], value), key
+    _save_backbone_checkpoint(path, dict(SMALL, kernel_size=3))
+    backbone = _pretrained_backbone(path)
+    backbone.init_cfg = [backbone.init_cfg]
+    with pytest.raises(CheckpointLoadError, match='another architecture'):
+        backbone.init_weights()
+    backbone.init_cfg = [pretrained, pretrained]
+    with pytest.raises(ValueError, match='2 Pretrained entries'):
+        backbone.init_weights()
+
+
 def test_pretrained_without_backbone_keys_is_an_error(tmp_path):
     path = str(tmp_path / 'released.pth')
     torch.save({'stages.0.0.attn.v.weight': torch.zeros(1)}, path)

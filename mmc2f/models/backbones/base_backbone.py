@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, initialize
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -112,8 +112,9 @@ class BaseConv2Former(BaseModule):
 
     def init_weights(self) -> None:
         """The released initialisation, then the weights of a ``Pretrained``
-        ``init_cfg``, loaded strictly enough that a wrong file is an error
-        (see :func:`~mmc2f.utils.checkpoint.load_pretrained`). A second call
+        ``init_cfg`` (alone, or in a list after the others), loaded strictly
+        enough that a wrong file is an error (see
+        :func:`~mmc2f.utils.checkpoint.load_pretrained`). A second call
         changes nothing, as for mmengine's own modules."""
         if self._is_init:
             print_log(f'init_weights of {type(self).__name__} has been called '
@@ -121,15 +122,27 @@ class BaseConv2Former(BaseModule):
                       logger='current')
             return
         cfg = self.init_cfg
-        pretrained = isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
-        if cfg is None or pretrained:
+        cfgs = cfg if isinstance(cfg, list) else [] if cfg is None else [cfg]
+        pretrained = [
+            cfg for cfg in cfgs
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+        ]
+        if len(pretrained) > 1:
+            raise ValueError(f'init_cfg has {len(pretrained)} Pretrained '
+                             'entries; keep the one to load')
+        if not cfgs or pretrained:
             self.apply(init_conv2former_weights)
-        if pretrained:
-            load_pretrained(self, cfg['checkpoint'], cfg.get('prefix'),
-                            cfg.get('map_location', 'cpu'))
-            self._is_init = True
-        else:
+        if not pretrained:
             super().init_weights()
+            return
+        # Not through mmengine's Pretrained, which loads without a check.
+        others = [cfg for cfg in cfgs if cfg is not pretrained[0]]
+        if others:
+            initialize(self, others)
+        cfg = pretrained[0]
+        load_pretrained(self, cfg['checkpoint'], cfg.get('prefix'),
+                        cfg.get('map_location', 'cpu'))
+        self._is_init = True
 
     def check_input(self, x: torch.Tensor) -> None:
         """Fail on inputs the network cannot mean anything for, naming the
