@@ -37,6 +37,7 @@ import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
 
+from mmc2f.utils import CheckpointLoadError, check_trained_checkpoint
 from mmc2f.utils.cli import config_scope
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.tif',
@@ -128,6 +129,7 @@ def uncompressed_rle(mask: np.ndarray) -> Dict[str, list]:
 def detector(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmdet.apis import DetInferencer
     inferencer = DetInferencer(cfg, args.checkpoint, device=args.device)
+    check_trained_checkpoint(inferencer.model, args.checkpoint)
     classes = inferencer.model.dataset_meta['classes']
     thr = DEFAULT_SCORE_THR if args.score_thr is None else args.score_thr
 
@@ -146,6 +148,7 @@ def detector(cfg: Config, args: argparse.Namespace) -> Infer:
 def segmentor(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmseg.apis import MMSegInferencer
     inferencer = MMSegInferencer(cfg, args.checkpoint, device=args.device)
+    check_trained_checkpoint(inferencer.model, args.checkpoint)
     classes = inferencer.model.dataset_meta['classes']
 
     def infer(image: str) -> Prediction:
@@ -172,6 +175,7 @@ def classifier(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmpretrain.visualization import UniversalVisualizer
     inferencer = ImageClassificationInferencer(cfg, args.checkpoint,
                                                device=args.device)
+    check_trained_checkpoint(inferencer.model, args.checkpoint)
     # The inferencer draws only into files (show_dir): its visualizer is
     # called directly, as it does, with the picture returned.
     visualizer = inferencer.visualizer or UniversalVisualizer()
@@ -249,5 +253,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 if __name__ == '__main__':
     try:
         sys.exit(main())
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, CheckpointLoadError) as error:
         sys.exit(f'error: {error}')

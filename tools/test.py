@@ -6,6 +6,7 @@ for segmentation, top-1 for ImageNet), with MMDetection's CLI.
         [--show-dir DIR] [--tta] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
+from mmc2f.utils import check_trained_checkpoint
 from mmc2f.utils.cli import (SCOPES, add_common_args, build_runner,
                              load_config)
 
@@ -44,7 +45,10 @@ def main() -> None:
                                f'{args.config}')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    build_runner(cfg).test()
+    runner = build_runner(cfg)
+    # The runner loads it with strict=False: a wrong file would be tested.
+    check_trained_checkpoint(runner.model, args.checkpoint)
+    runner.test()
 
 
 if __name__ == '__main__':

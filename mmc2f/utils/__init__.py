@@ -1,4 +1,5 @@
-from .checkpoint import (CheckpointLoadError, atomic_open, load_pretrained,
+from .checkpoint import (CheckpointLoadError, atomic_open,
+                         check_trained_checkpoint, load_pretrained,
                          register_atomic_local_backend, safe_torch_load,
                          safe_torch_load_bytes)
 from .checkpoint_schemes import download_checkpoint, register_safe_loaders
@@ -7,6 +8,7 @@ from .model_check import check_feature_channels
 
 __all__ = [
     'CheckpointLoadError', 'atomic_open', 'check_detection_classes',
-    'check_feature_channels', 'download_checkpoint', 'load_pretrained', 'register_atomic_local_backend',
+    'check_feature_channels', 'check_trained_checkpoint',
+    'download_checkpoint', 'load_pretrained', 'register_atomic_local_backend',
     'register_safe_loaders', 'safe_torch_load', 'safe_torch_load_bytes'
 ]

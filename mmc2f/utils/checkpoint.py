@@ -353,6 +353,56 @@ def register_atomic_local_backend() -> None:
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
+def _state_dict_of(filename: str, map_location: MapLocation) -> dict:
+    """The weights of a checkpoint (its ``state_dict``, or the file itself),
+    through every scheme's safe loader."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
+    state_dict = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(state_dict, dict):
+        raise CheckpointLoadError(
+            f'{filename} holds a {type(state_dict).__name__}, not weights')
+    return state_dict
+
+
+def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
+    """Raise CheckpointLoadError unless ``filename`` holds every tensor of
+    ``model`` in its shape.
+
+    Testing and inference load with mmengine's ``strict=False``, which only
+    logs what it could not load: another config's checkpoint, or a released
+    file not yet converted, would give the predictions of random weights.
+    A wrapped model (distributed, test-time augmentation) is checked
+    without its wrapper, as mmengine loads it.
+    """
+    while isinstance(getattr(model, 'module', None), torch.nn.Module):
+        model = model.module
+    # mmengine's loader drops the prefix of a file saved from a wrapper.
+    state_dict = {
+        re.sub(r'^module\.', '', k): v
+        for k, v in _state_dict_of(filename, 'cpu').items()
+    }
+    own = model.state_dict()
+    missing = [
+        k for k in own
+        if k not in state_dict and not k.endswith('num_batches_tracked')
+    ]
+    mismatched = [
+        f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state_dict.items()
+        if k in own and getattr(v, 'shape', None) != own[k].shape
+    ]
+    if missing or mismatched:
+        raise CheckpointLoadError(
+            f'{filename} is not a checkpoint of this {type(model).__name__}: '
+            f'{len(missing)} of its {len(own)} tensors are not in the file '
+            f'(e.g. {missing[:3]}), {len(mismatched)} differ in shape (e.g. '
+            f'{mismatched[:3]}). Give the checkpoint that tools/train.py '
+            'wrote for this config; a released ImageNet file must be '
+            'converted first (tools/model_converters/conv2former_to_mmc2f.py)')
+
+
 def load_pretrained(module: torch.nn.Module,
                     filename: str,
                     prefix: Optional[str] = None,
@@ -371,13 +421,7 @@ def load_pretrained(module: torch.nn.Module,
             with the prefix removed.
         map_location: As for ``torch.load``.
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
-    state_dict = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else checkpoint
-    if not isinstance(state_dict, dict):
-        raise CheckpointLoadError(
-            f'{filename} holds a {type(state_dict).__name__}, not weights')
+    state_dict = _state_dict_of(filename, map_location)
     if prefix and not prefix.endswith('.'):
         prefix += '.'  # as mmengine's Pretrained init accepts 'backbone'
     # A whole model's file (a detector's, or an ImageNet classifier's) holds

@@ -6,6 +6,7 @@ checks what is drawn and written, not what is recognised."""
 import importlib
 import importlib.util
 import json
+import os
 import os.path as osp
 import shutil
 import subprocess
@@ -270,3 +271,22 @@ def test_files_that_cannot_be_read_are_skipped(tmp_path, checkpoints):
     assert f"{images / 'n_empty.png'}: skipped, " in result.stderr
     assert '2 file(s) could not be read and were skipped' in result.stderr
     assert '._a.jpg' not in result.stderr + result.stdout
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path, checkpoints):
+    """mmengine loads with strict=False: a Conv2Former-T classifier's file
+    given with the N config would otherwise predict with random weights,
+    through infer.py and test.py alike."""
+    checkpoint, _ = checkpoints(CLS_CONFIG.replace('-n_', '-t_'), {})
+    for tool, args in ((INFER, [FLOWER, CLS_CONFIG, checkpoint, '--out-dir',
+                                tmp_path / 'out', '--device', 'cpu']),
+                       (osp.join(REPO, 'tools/test.py'),
+                        [CLS_CONFIG, checkpoint, '--work-dir', tmp_path])):
+        result = subprocess.run([sys.executable, tool, *map(str, args)],
+                                cwd=REPO, capture_output=True, text=True)
+        assert result.returncode != 0
+        assert (f'{checkpoint} is not a checkpoint of this ImageClassifier: '
+                '0 of its ') in result.stderr, result.stderr[-3000:]
+        assert 'differ in shape' in result.stderr
+    assert not (tmp_path / 'out' / 'preds').exists() or not os.listdir(
+        tmp_path / 'out' / 'preds')

@@ -410,3 +410,32 @@ def test_detector_checkpoint_as_backbone_pretrained(tmp_path, monkeypatch):
                        match="under 'backbone.': set the init_cfg prefix to "
                        "'backbone.'"):
         unprefixed.init_weights()
+
+
+def test_check_trained_checkpoint(tmp_path):
+    """Every tensor of the model in its shape, or an error naming what is
+    missing and what differs; wrappers and a saved 'module.' prefix are
+    seen through, BatchNorm's counters are not required."""
+    from torch.nn.parallel import DataParallel
+
+    from mmc2f.utils import check_trained_checkpoint
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    state = model.state_dict()
+    path = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=state), path)
+    check_trained_checkpoint(model, path)
+    check_trained_checkpoint(DataParallel(model), path)
+    torch.save({f'module.{k}': v for k, v in state.items()
+                if 'num_batches' not in k}, path)
+    check_trained_checkpoint(model, path)
+    torch.save(dict(state_dict={k: v for k, v in state.items()
+                                if k != '1.running_var'}), path)
+    with pytest.raises(CheckpointLoadError,
+                       match=r"1 of its 7 tensors are not in the file \(e.g. "
+                       r"\['1.running_var'\]\), 0 differ"):
+        check_trained_checkpoint(model, path)
+    torch.save(dict(state, **{'0.weight': torch.zeros(4, 3, 5, 5)}), path)
+    with pytest.raises(CheckpointLoadError,
+                       match=r"1 differ in shape \(e.g. \['0.weight: file "
+                       r"\(4, 3, 5, 5\) vs model \(4, 3, 3, 3\)'\]\)"):
+        check_trained_checkpoint(model, path)
