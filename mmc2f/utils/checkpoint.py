@@ -294,10 +294,19 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_open(filename: str) -> Iterator[BinaryIO]:
+def atomic_open(
+    filename: str,
+    then: str = 'continue from the last checkpoint, which is intact, with '
+    'tools/train.py --resume'
+) -> Iterator[BinaryIO]:
     """Open ``filename`` for binary writing such that it appears complete or
     not at all: a temporary file in the same directory, fsynced, renamed over
     the target on success and removed on any error or interruption.
+
+    Args:
+        filename: The file to write.
+        then: What to do once space is freed, for the error (default: a
+            training checkpoint's).
 
     Raises:
         OSError: The disk is full, a quota or a file-size limit is reached
@@ -323,9 +332,7 @@ def atomic_open(filename: str) -> Iterator[BinaryIO]:
             f'Could not write {filename}: no space left ({e.strerror}: the '
             'disk is full, or a quota or file-size limit is reached). Nothing '
             'was written: no partial file is left, and the files already '
-            'there, the previous checkpoints included, are unchanged. Free '
-            'space, then continue from the last checkpoint with '
-            'tools/train.py --resume') from e
+            f'there are unchanged. Free space, then {then}') from e
     finally:
         if osp.exists(tmp):
             os.remove(tmp)

@@ -73,7 +73,7 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
     print_log(f'Downloading {url} to {cached}', logger='current')
     try:
         with urlopen(Request(url, headers={'User-Agent': 'mmc2f'})) as reply, \
-                atomic_open(cached) as f:
+                atomic_open(cached, then='load it again') as f:
             announced = reply.headers.get('Content-Length')
             received = 0
             while True:

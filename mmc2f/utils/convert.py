@@ -1,6 +1,8 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """Conversion of the authors' released (timm-format) Conv2Former checkpoints
 into mmpretrain-style ``backbone.* / neck.* / head.*`` state dicts."""
+import io
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
@@ -104,7 +106,39 @@ def convert_state_dict(
         raise NotAConv2FormerCheckpoint(
             f'{filename} has keys the released Conv2Former does not have: '
             f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
-    return converted, infer_arch(state_dict)
+    arch = infer_arch(state_dict)
+    _check_complete(converted, arch, filename)
+    return converted, arch
+
+
+def _check_complete(converted: Dict[str, torch.Tensor], arch: dict,
+                    filename: str) -> None:
+    """NotAConv2FormerCheckpoint unless ``converted`` holds every tensor of
+    the Conv2Former its shapes describe, and all of the classifier or none
+    of it."""
+    from ..models import Conv2Former
+    with torch.device('meta'):  # the names and shapes, no memory
+        model = Conv2Former(arch=arch, out_indices=(3, ))
+    own = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    head = ('neck.conv.weight', 'neck.conv.bias', 'neck.norm.weight',
+            'neck.norm.bias', 'head.fc.weight', 'head.fc.bias')
+    if any(k in converted for k in head):
+        own.update((k, None) for k in head)
+    missing = [k for k in own if k not in converted]
+    mismatched = [
+        f'{k}: {tuple(converted[k].shape)} vs {tuple(v.shape)}'
+        for k, v in own.items()
+        if v is not None and k in converted and converted[k].shape != v.shape
+    ]
+    problems = ([f'{len(missing)} tensors missing (named as converted, '
+                 f'e.g. {missing[:3]})'] if missing else []) + (
+                     [f'{len(mismatched)} of other shapes (e.g. '
+                      f'{mismatched[:3]})'] if mismatched else [])
+    if problems:
+        raise NotAConv2FormerCheckpoint(
+            f'{filename} is incomplete for the Conv2Former its shapes describe '
+            f'(channels {arch["channels"]}, depths {arch["depths"]}): '
+            f'{"; ".join(problems)}. Download the released file again')
 
 
 def convert_checkpoint(src: str,
@@ -117,6 +151,12 @@ def convert_checkpoint(src: str,
         dict: The ``meta`` written (inferred arch, classifier classes or
         None for a file without the classifier, source, EMA flag).
     """
+    if osp.isdir(dst):
+        raise ValueError(f'{dst} is a folder: give the converted file\'s '
+                         f'name, e.g. {osp.join(dst, "conv2former_mmc2f.pth")}')
+    if osp.exists(dst) and osp.exists(src) and osp.samefile(src, dst):
+        raise ValueError(f'{src} would be overwritten by its own conversion: '
+                         'give another destination file')
     state_dict = select_state_dict(safe_torch_load(src), src, ema)
     converted, arch = convert_state_dict(state_dict, src)
     pred = state_dict.get('pred.weight')
@@ -124,6 +164,10 @@ def convert_checkpoint(src: str,
     meta = dict(meta or {}, mmc2f_version=__version__, source=src, ema=ema,
                 arch=arch,
                 num_classes=None if pred is None else pred.shape[0])
-    with atomic_open(dst) as f:
-        torch.save(dict(state_dict=converted, meta=meta), f)
+    # Serialised first: torch's writer reports a full disk as a RuntimeError
+    # of its own; the file write then raises atomic_open's OSError.
+    data = io.BytesIO()
+    torch.save(dict(state_dict=converted, meta=meta), data)
+    with atomic_open(dst, then='run the conversion again') as f:
+        f.write(data.getbuffer())
     return meta

@@ -115,6 +115,53 @@ def test_refuses_unknown_keys_and_missing_ema(tmp_path, released_tiny):
     assert result.returncode == 1 and 'state_dict_ema' in result.stderr
 
 
+@pytest.mark.parametrize('drop', ['stages.2.1.', 'pred.', 'layer_scale'])
+def test_refuses_an_incomplete_file(tmp_path, released_tiny, drop):
+    """A block, the classifier or every layer scale gone (a cut or edited
+    file) would load half random: refused, nothing written."""
+    src = tmp_path / 'cut.pth'
+    torch.save({k: v for k, v in released_tiny.items() if drop not in k}, src)
+    result = convert(src, tmp_path / 'out.pth')
+    assert result.returncode == 1
+    assert f'{src} is incomplete for the Conv2Former its shapes describe ' \
+        '(channels [72, 144, 288, 576], depths [3, 3, 12, 3])' in result.stderr
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_refuses_to_overwrite_its_source_or_write_a_folder(tmp_path,
+                                                           released_tiny):
+    src = tmp_path / 'conv2former_t.pth'
+    torch.save(released_tiny, src)
+    before = src.read_bytes()
+    result = convert(src, tmp_path / '.' / 'conv2former_t.pth')
+    assert result.returncode == 1
+    assert 'would be overwritten by its own conversion' in result.stderr
+    assert src.read_bytes() == before
+    result = convert(src, tmp_path)
+    assert result.returncode == 1
+    assert f'{tmp_path} is a folder: give the converted file' in \
+        result.stderr
+
+
+def test_a_full_disk_is_an_error_that_says_so(tmp_path, released_tiny):
+    """The file-size limit stands for a full disk: the error names it, no
+    partial file is left."""
+    src, dst = tmp_path / 'conv2former_t.pth', tmp_path / 'out.pth'
+    torch.save(released_tiny, src)
+    limited = (
+        'import resource, signal, sys, runpy; '
+        'signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+        'resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)); '
+        f'sys.argv = ["conv", {str(src)!r}, {str(dst)!r}]; '
+        f'runpy.run_path({CONVERTER!r}, run_name="__main__")')
+    result = subprocess.run([sys.executable, '-c', limited],
+                            capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f'Could not write {dst}: no space left' in result.stderr
+    assert 'Free space, then run the conversion again' in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['conv2former_t.pth']
+
+
 def test_missing_source(tmp_path):
     result = convert(tmp_path / 'nope.pth', tmp_path / 'out.pth')
     assert result.returncode == 1 and 'nope.pth' in result.stderr

@@ -65,7 +65,9 @@ def test_full_disk_during_save(tmp_path):
     assert (f'OSError: [Errno 27] Could not write '
             f'{osp.join(work_dir, "iter_4.pth")}: no space left (File too '
             'large') in result.stderr, result.stderr[-3000:]
-    assert 'previous checkpoints included, are unchanged' in result.stderr
+    assert 'the files already there are unchanged. Free space, then continue ' \
+        'from the last checkpoint, which is intact, with tools/train.py ' \
+        '--resume' in result.stderr
 
     # The previous checkpoint is intact and still the one to resume from;
     # nothing partial is left.

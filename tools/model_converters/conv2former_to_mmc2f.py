@@ -17,7 +17,7 @@ from typing import List, Optional
 
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
 from mmc2f.utils.checkpoint import CheckpointLoadError
-from mmc2f.utils.convert import NotAConv2FormerCheckpoint, convert_checkpoint
+from mmc2f.utils.convert import convert_checkpoint
 from mmc2f.zoo import RELEASED, find_released, find_preset
 
 
@@ -90,8 +90,7 @@ def main() -> int:
     args = parse_args()
     try:
         meta = convert_checkpoint(args.src, args.dst, ema=args.ema)
-    except (FileNotFoundError, CheckpointLoadError,
-            NotAConv2FormerCheckpoint) as e:
+    except (OSError, ValueError, CheckpointLoadError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     arch = meta['arch']
