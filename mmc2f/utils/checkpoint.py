@@ -220,11 +220,14 @@ def _load(file: Union[str, BinaryIO], map_location: MapLocation,
             return torch.load(_rewound(file), map_location=map_location,
                               weights_only=True)
     except pickle.UnpicklingError as e:
-        unsafe = None if trusted else _unsafe_globals(file)
+        unsafe = None if trusted else _unsafe_globals(file, e)
         if unsafe is None:
             raise _damaged(origin, e) from None
-        reason = str(e).split('WeightsUnpickler error:')[-1].split(
-            'Check the documentation')[0].strip()
+        # The unpickler's own sentence, without torch's advice around it.
+        reason = next((line.strip() for line in str(e).splitlines()
+                       if 'GLOBAL' in line), str(e).split(
+                           'WeightsUnpickler error:')[-1].split(
+                               'Check the documentation')[0].strip())
         raise CheckpointLoadError(
             f'Refused to load checkpoint {origin.name}: its pickle references '
             f'{", ".join(unsafe) or "objects"} that could execute code when '
@@ -265,16 +268,22 @@ def _verify_checksums(file: Union[str, BinaryIO]) -> None:
                     pass
 
 
-def _unsafe_globals(file: Union[str, BinaryIO]) -> Optional[List[str]]:
+def _unsafe_globals(file: Union[str, BinaryIO],
+                    error: Exception) -> Optional[List[str]]:
     """Globals of a readable checkpoint beyond what we allow; None when the
-    file is no readable torch checkpoint at all."""
-    if not zipfile.is_zipfile(_rewound(file)):
-        return None
-    try:
-        found = torch.serialization.get_unsafe_globals_in_checkpoint(
-            _rewound(file))
-    except Exception:
-        return None
+    file is no readable torch checkpoint at all. A zip checkpoint is listed
+    whole; for torch's legacy format, the unpickler's ``error`` names the
+    first it met."""
+    if zipfile.is_zipfile(_rewound(file)):
+        try:
+            found = torch.serialization.get_unsafe_globals_in_checkpoint(
+                _rewound(file))
+        except Exception:
+            return None
+    else:
+        found = re.findall(r'GLOBAL ([\w.]+)', str(error))
+        if not found:
+            return None
     allowed = {
         g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}'
         for g in checkpoint_safe_globals()

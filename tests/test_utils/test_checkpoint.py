@@ -117,14 +117,20 @@ def test_numpy_objects_load(tmp_path):
     assert ckpt['a'].tolist() == [0, 1, 2] and ckpt['s'] == 2.5
 
 
-def test_code_executing_pickle_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize('zip_format', [True, False])
+def test_code_executing_pickle_is_refused(tmp_path, monkeypatch, zip_format):
+    """In torch's zip format, and in its legacy one (which used to be
+    reported as a damaged file to download again)."""
     marker = str(tmp_path / 'pwned')
     path = str(tmp_path / 'evil.pth')
-    torch.save(dict(state_dict={'w': torch.ones(1)}, x=Exploit(marker)), path)
+    torch.save(dict(state_dict={'w': torch.ones(1)}, x=Exploit(marker)), path,
+               _use_new_zipfile_serialization=zip_format)
     monkeypatch.delenv(TRUST_ENV, raising=False)
     with pytest.raises(CheckpointLoadError) as e:
         load_checkpoint(ToyModel(), path)
     message = str(e.value)
+    assert f'Refused to load checkpoint {path}: its pickle references' in \
+        message
     assert path in message and TRUST_ENV in message
     assert 'os.makedirs' in message or 'posix' in message
     assert not osp.exists(marker)  # the code did not run
