@@ -172,8 +172,16 @@ def safe_torch_load(filename: str,
             references code; the message names the file, the problem and,
             for the latter, how to load it if the user trusts it.
     """
+    if osp.isdir(filename):
+        raise FileNotFoundError(f'Checkpoint {filename} is a folder: give '
+                                'the checkpoint file in it')
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint file {filename} does not exist')
+        scheme = re.match(r'[A-Za-z][\w+.-]*://', filename)
+        raise FileNotFoundError(
+            f'Checkpoint file {filename} does not exist' +
+            (f' (as a URL, its scheme {scheme.group()} is not one that '
+             'checkpoints load from, e.g. https://, s3://, open-mmlab://)'
+             if scheme else ''))
     # Unreadable (permissions) is an OSError that names the file, not a
     # damaged file: raise it here, before any content error is caught.
     open(filename, 'rb').close()

@@ -2,6 +2,7 @@ import argparse
 import os
 import os.path as osp
 import pickle
+import re
 from typing import Optional
 
 import numpy as np
@@ -445,3 +446,18 @@ def test_check_trained_checkpoint(tmp_path):
                        match=r"1 differ in shape \(e.g. \['0.weight: file "
                        r"\(4, 3, 5, 5\) vs model \(4, 3, 3, 3\)'\]\)"):
         check_trained_checkpoint(model, path)
+
+
+@pytest.mark.parametrize('name, message', [
+    ('folder', 'is a folder: give the checkpoint file in it'),
+    ('htps://host/x.pth', 'does not exist (as a URL, its scheme htps:// is '
+     'not one that checkpoints load from'),
+    ('file:///x.pth', 'its scheme file:// is not one'),
+])
+def test_a_folder_or_unknown_scheme_is_named(tmp_path, monkeypatch, name,
+                                             message):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('folder')
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        CheckpointLoader.load_checkpoint(name)
