@@ -6,7 +6,9 @@ for segmentation, top-1 for ImageNet), with MMDetection's CLI.
         [--show-dir DIR] [--tta] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-from mmc2f.utils import check_trained_checkpoint
+import sys
+
+from mmc2f.utils import CheckpointLoadError, check_trained_checkpoint
 from mmc2f.utils.cli import (SCOPES, add_common_args, build_runner,
                              load_config)
 
@@ -47,7 +49,10 @@ def main() -> None:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     runner = build_runner(cfg)
     # The runner loads it with strict=False: a wrong file would be tested.
-    check_trained_checkpoint(runner.model, args.checkpoint)
+    try:
+        check_trained_checkpoint(runner.model, args.checkpoint)
+    except CheckpointLoadError as error:
+        sys.exit(f'error: {error}')
     runner.test()
 
 

@@ -116,9 +116,10 @@ def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
 # A URL entry: ``scheme://``, maybe after a cluster prefix (``cluster:s3://``).
 _URL = r'(?:[\w-]+:)?[A-Za-z][\w+.-]*://'
 _URL_START = re.compile(_URL)
-# Where a URL entry ends: a separator before a path or another URL (not one
-# before a port, ``host:8080``).
-_URL_END = re.compile(f'{re.escape(os.pathsep)}(?=[/~.]|{_URL})')
+# Where a URL entry ends: a separator before a path, another URL, an empty
+# entry or the end (not one before a port, ``host:8080``).
+_URL_END = re.compile(
+    f'{re.escape(os.pathsep)}(?=[/~.]|{re.escape(os.pathsep)}|$|{_URL})')
 _SEP = re.compile(re.escape(os.pathsep))
 
 
@@ -128,8 +129,10 @@ def trusted_entries(value: str) -> Tuple[Set[str], Set[str]]:
 
     A URL holds the separator itself (``https://host:8080/m.pth``,
     ``cluster:s3://b/m.pth``): it runs to a separator followed by a path
-    (``/``, ``~`` or ``.``) or another URL, and is trusted whole, never as a
-    path or a part. Where that is ambiguous, nothing extra is trusted.
+    (``/``, ``~`` or ``.``), another URL, an empty entry or the end, and is
+    trusted whole, never as a path or a part. A relative path right after a
+    URL (``URL:weights/m.pth``) reads as part of it, so neither is trusted:
+    write it ``./weights/m.pth``.
     """
     urls, paths = set(), set()
     while value:
@@ -176,7 +179,7 @@ def safe_torch_load(filename: str,
         raise FileNotFoundError(f'Checkpoint {filename} is a folder: give '
                                 'the checkpoint file in it')
     if not osp.isfile(filename):
-        scheme = re.match(r'[A-Za-z][\w+.-]*://', filename)
+        scheme = _URL_START.match(filename)
         raise FileNotFoundError(
             f'Checkpoint file {filename} does not exist' +
             (f' (as a URL, its scheme {scheme.group()} is not one that '
@@ -390,6 +393,22 @@ def _state_dict_of(filename: str, map_location: MapLocation) -> dict:
     return state_dict
 
 
+def shape_differences(
+        shapes: Dict[str, Optional[torch.Size]],
+        state_dict: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """The keys of ``shapes`` that ``state_dict`` lacks, and ``'key: file S
+    vs model S'`` for each it holds in another shape (a None shape takes
+    any)."""
+    missing = [k for k in shapes if k not in state_dict]
+    mismatched = [
+        f'{k}: file {tuple(getattr(state_dict[k], "shape", ()))} vs model '
+        f'{tuple(shape)}' for k, shape in shapes.items()
+        if shape is not None and k in state_dict
+        and getattr(state_dict[k], 'shape', None) != shape
+    ]
+    return missing, mismatched
+
+
 def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
     """Raise CheckpointLoadError unless ``filename`` holds every tensor of
     ``model`` in its shape.
@@ -407,24 +426,22 @@ def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
         re.sub(r'^module\.', '', k): v
         for k, v in _state_dict_of(filename, 'cpu').items()
     }
-    own = model.state_dict()
-    missing = [
-        k for k in own
-        if k not in state_dict and not k.endswith('num_batches_tracked')
-    ]
-    mismatched = [
-        f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state_dict.items()
-        if k in own and getattr(v, 'shape', None) != own[k].shape
-    ]
-    if missing or mismatched:
+    own = {
+        k: v.shape
+        for k, v in model.state_dict().items()
+        if not k.endswith('num_batches_tracked')
+    }
+    missing, mismatched = shape_differences(own, state_dict)
+    problems = ([f'{len(missing)} of its {len(own)} tensors are not in the '
+                 f'file (e.g. {missing[:3]})'] if missing else []) + (
+                     [f'{len(mismatched)} differ in shape (e.g. '
+                      f'{mismatched[:3]})'] if mismatched else [])
+    if problems:
         raise CheckpointLoadError(
             f'{filename} is not a checkpoint of this {type(model).__name__}: '
-            f'{len(missing)} of its {len(own)} tensors are not in the file '
-            f'(e.g. {missing[:3]}), {len(mismatched)} differ in shape (e.g. '
-            f'{mismatched[:3]}). Give the checkpoint that tools/train.py '
-            'wrote for this config; a released ImageNet file must be '
-            'converted first (tools/model_converters/conv2former_to_mmc2f.py)')
+            f'{"; ".join(problems)}. Give the checkpoint that tools/train.py '
+            'wrote for this config (for an ImageNet config, a released file '
+            'converted by tools/model_converters/conv2former_to_mmc2f.py)')
 
 
 def load_pretrained(module: torch.nn.Module,
@@ -466,10 +483,8 @@ def load_pretrained(module: torch.nn.Module,
                 others[part] = others.get(part, 0) + 1
         state_dict = found
     own = module.state_dict()
-    mismatched = [
-        f'{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state_dict.items() if k in own and v.shape != own[k].shape
-    ]
+    _, mismatched = shape_differences({k: v.shape
+                                       for k, v in own.items()}, state_dict)
     if mismatched:
         raise CheckpointLoadError(
             f'{filename} is for another architecture than this '

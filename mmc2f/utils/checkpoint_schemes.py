@@ -90,8 +90,8 @@ def download_checkpoint(url: str, model_dir: Optional[str] = None) -> str:
                     f'{announced} bytes; nothing was saved, try again')
     except (URLError, HTTPException, OSError) as e:
         raise CheckpointLoadError(
-            f'Could not download checkpoint {url}: {e}; nothing was saved'
-        ) from e
+            f'Could not download checkpoint {url}: {e}; nothing was saved '
+            f'(without a network, put the file at {cached})') from e
     return cached
 
 

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint import atomic_open, safe_torch_load
+from .checkpoint import atomic_open, safe_torch_load, shape_differences
 
 # Keys every released Conv2Former state dict has, whatever the variant.
 EXPECTED_KEYS = (
@@ -119,17 +119,12 @@ def _check_complete(converted: Dict[str, torch.Tensor], arch: dict,
     from ..models import Conv2Former
     with torch.device('meta'):  # the names and shapes, no memory
         model = Conv2Former(arch=arch, out_indices=(3, ))
-    own = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    shapes = {f'backbone.{k}': v.shape for k, v in model.state_dict().items()}
     head = ('neck.conv.weight', 'neck.conv.bias', 'neck.norm.weight',
             'neck.norm.bias', 'head.fc.weight', 'head.fc.bias')
     if any(k in converted for k in head):
-        own.update((k, None) for k in head)
-    missing = [k for k in own if k not in converted]
-    mismatched = [
-        f'{k}: {tuple(converted[k].shape)} vs {tuple(v.shape)}'
-        for k, v in own.items()
-        if v is not None and k in converted and converted[k].shape != v.shape
-    ]
+        shapes.update((k, None) for k in head)  # their sizes vary
+    missing, mismatched = shape_differences(shapes, converted)
     problems = ([f'{len(missing)} tensors missing (named as converted, '
                  f'e.g. {missing[:3]})'] if missing else []) + (
                      [f'{len(mismatched)} of other shapes (e.g. '

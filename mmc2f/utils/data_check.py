@@ -13,12 +13,14 @@ its categories and the fix.
 """
 import json
 import os.path as osp
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
+from mmengine.fileio import list_from_file
 
 _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-# The heads whose num_classes counts the dataset's classes.
+# The RoI heads whose num_classes counts the dataset's (thing) classes; other
+# heads' num_classes may count something else (e.g. text tokens).
 _HEADS = ('bbox_head', 'mask_head', 'point_head')
 
 
@@ -85,11 +87,10 @@ def _check_order(where: str, classes: List[str], path: str,
 
 
 def _head_num_classes(model: Dict[str, Any]) -> Iterator[Tuple[str, int]]:
-    """(place, value) of num_classes of each class-counting head: a
-    single-stage detector's ``bbox_head``, a two-stage one's box, mask and
-    point heads (of every cascade stage), not the RPN's or a semantic head's.
-    """
-    stack = [('model', model, False)]
+    """(place, value) of num_classes of a two-stage detector's box, mask and
+    point heads (of every cascade stage), not the RPN's or a semantic
+    head's."""
+    stack = [('model.roi_head', model.get('roi_head'), False)]
     while stack:
         where, node, is_head = stack.pop()
         if isinstance(node, (list, tuple)):  # a cascade's stages
@@ -98,9 +99,17 @@ def _head_num_classes(model: Dict[str, Any]) -> Iterator[Tuple[str, int]]:
         elif isinstance(node, dict):
             if is_head and isinstance(node.get('num_classes'), int):
                 yield f'{where}.num_classes', node['num_classes']
-            stack += [(f'{where}.{key}', value, key in _HEADS)
-                      for key, value in node.items()
-                      if key in _HEADS + ('roi_head', )]
+            stack += [(f'{where}.{key}', value, True)
+                      for key, value in node.items() if key in _HEADS]
+
+
+def _classes(metainfo: Dict[str, Any], key: str) -> Optional[List[str]]:
+    """``metainfo[key]`` as mmengine reads it: a sequence, or a file of one
+    name per line; None where absent or not a file it can read here."""
+    names = metainfo.get(key)
+    if isinstance(names, str):
+        return list_from_file(names) if osp.isfile(names) else None
+    return None if names is None else list(names)
 
 
 def check_detection_classes(cfg: Config) -> None:
@@ -117,24 +126,28 @@ def check_detection_classes(cfg: Config) -> None:
     names_of: Dict[str, List[str]] = {}
     counted = None
     for where, dataset in _leaf_datasets(cfg):
-        classes = (dataset.get('metainfo') or {}).get('classes')
+        metainfo = dataset.get('metainfo') or {}
+        classes = _classes(metainfo, 'classes')
         ann_file = dataset.get('ann_file')
         if classes is None or not isinstance(ann_file, str) \
                 or not _is_coco(dataset):
             continue
-        counted = counted or (where, len(classes))
+        # A panoptic set's heads count its things, not its stuff.
+        things = _classes(metainfo, 'thing_classes')
+        counted = counted or (where, len(classes if things is None else
+                                         things))
         path = ann_file if osp.isabs(ann_file) else osp.join(
             dataset.get('data_root') or '', ann_file)
         if osp.isfile(path):
             if path not in names_of:
                 names_of[path] = _category_names(path)
-            _check_order(where, list(classes), path, names_of[path])
+            _check_order(where, classes, path, names_of[path])
     if counted is None:
         return
     where, count = counted
     for place, value in _head_num_classes(cfg.model):
         if value != count:
             raise ValueError(
-                f'{place}={value}, but {where}.metainfo.classes has {count} '
+                f'{place}={value}, but {where}.metainfo has {count} (thing) '
                 f'classes: set num_classes={count} in every head (e.g. '
                 'num_classes=len(classes) in the config)')

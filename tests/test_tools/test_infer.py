@@ -285,8 +285,8 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path, checkpoints):
         result = subprocess.run([sys.executable, tool, *map(str, args)],
                                 cwd=REPO, capture_output=True, text=True)
         assert result.returncode != 0
-        assert (f'{checkpoint} is not a checkpoint of this ImageClassifier: '
-                '0 of its ') in result.stderr, result.stderr[-3000:]
+        assert (f'error: {checkpoint} is not a checkpoint of this '
+                'ImageClassifier: ') in result.stderr, result.stderr[-3000:]
         assert 'differ in shape' in result.stderr
     assert not (tmp_path / 'out' / 'preds').exists() or not os.listdir(
         tmp_path / 'out' / 'preds')

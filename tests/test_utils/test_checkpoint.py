@@ -438,13 +438,14 @@ def test_check_trained_checkpoint(tmp_path):
     torch.save(dict(state_dict={k: v for k, v in state.items()
                                 if k != '1.running_var'}), path)
     with pytest.raises(CheckpointLoadError,
-                       match=r"1 of its 7 tensors are not in the file \(e.g. "
-                       r"\['1.running_var'\]\), 0 differ"):
+                       match=r"Sequential: 1 of its 6 tensors are not in the "
+                       r"file \(e.g. \['1.running_var'\]\)\. Give"):
         check_trained_checkpoint(model, path)
     torch.save(dict(state, **{'0.weight': torch.zeros(4, 3, 5, 5)}), path)
     with pytest.raises(CheckpointLoadError,
-                       match=r"1 differ in shape \(e.g. \['0.weight: file "
-                       r"\(4, 3, 5, 5\) vs model \(4, 3, 3, 3\)'\]\)"):
+                       match=r"Sequential: 1 differ in shape \(e.g. "
+                       r"\['0.weight: file \(4, 3, 5, 5\) vs model "
+                       r"\(4, 3, 3, 3\)'\]\)"):
         check_trained_checkpoint(model, path)
 
 

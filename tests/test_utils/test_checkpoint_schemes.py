@@ -152,6 +152,9 @@ def test_a_same_named_file_of_another_url_is_never_used(files, http_url,
      []),
     # After a URL, a relative path is ambiguous: it trusts nothing more.
     ('https://h/m.pth:weights/a.pth', ['https://h/m.pth:weights/a.pth'], []),
+    # export MMC2F_TRUSTED_CHECKPOINTS="$URL:$MMC2F_TRUSTED_CHECKPOINTS"
+    ('https://h/m.pth:', ['https://h/m.pth'], []),
+    ('https://h/m.pth::/b.pth', ['https://h/m.pth'], ['/b.pth']),
     ('/a.pth::./b.pth', [], ['/a.pth', osp.realpath('b.pth')]),
 ])
 def test_trusted_entries(value, urls, paths):

@@ -79,8 +79,29 @@ def test_heads_counting_other_classes(data_root):
     cfg.model.roi_head.mask_head.num_classes = 80
     with pytest.raises(ValueError, match=(
             r'model.roi_head.mask_head.num_classes=80, but train_dataloader'
-            r'.dataset.metainfo.classes has 3 classes: set num_classes=3')):
+            r'.dataset.metainfo has 3 \(thing\) classes: set num_classes=3')):
         check_detection_classes(cfg)
+
+
+def test_classes_from_a_file(tmp_path, data_root):
+    """mmengine reads a str ``classes`` as a file of names."""
+    names = tmp_path / 'classes.txt'
+    names.write_text('triangle\nrectangle\nellipse\n')
+    with pytest.raises(ValueError, match="lists \\['triangle', 'rectangle'"):
+        check_detection_classes(finetune(data_root, str(names)))
+
+
+def test_a_panoptic_sets_heads_count_its_things(data_root):
+    cfg = finetune(data_root)
+    cfg.train_dataloader.dataset.update(
+        type='CocoPanopticDataset',
+        metainfo=dict(classes=SHAPES, thing_classes=SHAPES[:2],
+                      stuff_classes=SHAPES[2:]))
+    with pytest.raises(ValueError, match='metainfo has 2 .thing. classes'):
+        check_detection_classes(cfg)
+    for head in ('bbox_head', 'mask_head'):
+        cfg.model.roi_head[head].num_classes = 2
+    check_detection_classes(cfg)
 
 
 def test_every_cascade_stage_is_counted():

@@ -19,7 +19,7 @@ the product are float32 whatever the dtypes.
 :class:`~.conv2former.ConvMod` hands its inference to
 :func:`convmod_forward` where :func:`fuses` says so: CUDA, no autograd, the
 Hadamard modulation, the block's own stride-1 zero-padded depthwise conv, no
-hooks on the modules it skips, not traced or compiled (``torch.compile``
+hooks on the calls it replaces, not traced or compiled (``torch.compile``
 fuses the plain ops itself). ``MMC2F_FUSED_CUDA=0`` in the environment, or the
 :func:`disabled` context, keeps the reference path, e.g. to time both.
 
@@ -255,12 +255,12 @@ def _is_same_padded_depthwise(conv: nn.Module) -> bool:
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    """Forward hooks on ``module``'s submodules, or global ones: the kernel
-    would skip the calls they watch."""
+    """Forward hooks on the modules whose calls the kernel replaces (``att``
+    and its conv; the others are still called), or global ones."""
     return bool(nn.modules.module._global_forward_hooks
                 or nn.modules.module._global_forward_pre_hooks) or any(
                     m._forward_hooks or m._forward_pre_hooks
-                    for m in list(module.modules())[1:])
+                    for m in (module.att, module.att[2]))
 
 
 def fuses(module: nn.Module, x: torch.Tensor) -> bool:
