@@ -409,6 +409,17 @@ def shape_differences(
     return missing, mismatched
 
 
+def describe_differences(shapes: Dict[str, Optional[torch.Size]],
+                         state_dict: Dict[str, Any]) -> str:
+    """What :func:`shape_differences` finds, in words ('' for nothing)."""
+    missing, mismatched = shape_differences(shapes, state_dict)
+    return '; '.join(
+        ([f'{len(missing)} of the {len(shapes)} tensors are missing (e.g. '
+          f'{missing[:3]})'] if missing else []) +
+        ([f'{len(mismatched)} differ in shape (e.g. {mismatched[:3]})']
+         if mismatched else []))
+
+
 def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
     """Raise CheckpointLoadError unless ``filename`` holds every tensor of
     ``model`` in its shape.
@@ -431,15 +442,11 @@ def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
         for k, v in model.state_dict().items()
         if not k.endswith('num_batches_tracked')
     }
-    missing, mismatched = shape_differences(own, state_dict)
-    problems = ([f'{len(missing)} of its {len(own)} tensors are not in the '
-                 f'file (e.g. {missing[:3]})'] if missing else []) + (
-                     [f'{len(mismatched)} differ in shape (e.g. '
-                      f'{mismatched[:3]})'] if mismatched else [])
+    problems = describe_differences(own, state_dict)
     if problems:
         raise CheckpointLoadError(
             f'{filename} is not a checkpoint of this {type(model).__name__}: '
-            f'{"; ".join(problems)}. Give the checkpoint that tools/train.py '
+            f'{problems}. Give the checkpoint that tools/train.py '
             'wrote for this config (for an ImageNet config, a released file '
             'converted by tools/model_converters/conv2former_to_mmc2f.py)')
 

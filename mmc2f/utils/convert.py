@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint import atomic_open, safe_torch_load, shape_differences
+from .checkpoint import atomic_open, describe_differences, safe_torch_load
 
 # Keys every released Conv2Former state dict has, whatever the variant.
 EXPECTED_KEYS = (
@@ -124,16 +124,13 @@ def _check_complete(converted: Dict[str, torch.Tensor], arch: dict,
             'neck.norm.bias', 'head.fc.weight', 'head.fc.bias')
     if any(k in converted for k in head):
         shapes.update((k, None) for k in head)  # their sizes vary
-    missing, mismatched = shape_differences(shapes, converted)
-    problems = ([f'{len(missing)} tensors missing (named as converted, '
-                 f'e.g. {missing[:3]})'] if missing else []) + (
-                     [f'{len(mismatched)} of other shapes (e.g. '
-                      f'{mismatched[:3]})'] if mismatched else [])
+    problems = describe_differences(shapes, converted)
     if problems:
         raise NotAConv2FormerCheckpoint(
             f'{filename} is incomplete for the Conv2Former its shapes describe '
-            f'(channels {arch["channels"]}, depths {arch["depths"]}): '
-            f'{"; ".join(problems)}. Download the released file again')
+            f'(channels {arch["channels"]}, depths {arch["depths"]}; tensors '
+            f'named as converted): {problems}. Download the released file '
+            'again')
 
 
 def convert_checkpoint(src: str,

@@ -124,7 +124,7 @@ def test_refuses_an_incomplete_file(tmp_path, released_tiny, drop):
     result = convert(src, tmp_path / 'out.pth')
     assert result.returncode == 1
     assert f'{src} is incomplete for the Conv2Former its shapes describe ' \
-        '(channels [72, 144, 288, 576], depths [3, 3, 12, 3])' in result.stderr
+        '(channels [72, 144, 288, 576], depths [3, 3, 12, 3]; ' in result.stderr
     assert not (tmp_path / 'out.pth').exists()
 
 

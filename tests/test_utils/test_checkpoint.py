@@ -438,8 +438,8 @@ def test_check_trained_checkpoint(tmp_path):
     torch.save(dict(state_dict={k: v for k, v in state.items()
                                 if k != '1.running_var'}), path)
     with pytest.raises(CheckpointLoadError,
-                       match=r"Sequential: 1 of its 6 tensors are not in the "
-                       r"file \(e.g. \['1.running_var'\]\)\. Give"):
+                       match=r"Sequential: 1 of the 6 tensors are missing "
+                       r"\(e.g. \['1.running_var'\]\)\. Give"):
         check_trained_checkpoint(model, path)
     torch.save(dict(state, **{'0.weight': torch.zeros(4, 3, 5, 5)}), path)
     with pytest.raises(CheckpointLoadError,
