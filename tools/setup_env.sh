@@ -50,20 +50,15 @@ log "environment: $VENV ($("$PY" -V 2>&1))"
 # mmpretrain 1.2.0 imports its multimodal models wherever transformers >= 4.28 is installed, and
 # they need names that transformers 5 removed: `import mmpretrain.models` fails (TypeError), and
 # with it MMDetection's models and the ConvNeXt configs. Refused before anything is installed.
-"$PY" - <<'PY' || exit 1
-import sys
-from importlib.metadata import PackageNotFoundError, version
-try:
-    found = version('transformers')
-except PackageNotFoundError:
-    sys.exit()
-if int(found.split('.')[0]) >= 5:
-    sys.exit(f"[setup] error: transformers {found} is installed, and mmpretrain 1.2.0 cannot be "
-             "imported beside transformers >= 5 (its BLIP code needs names that transformers 5 "
-             "removed; MMDetection's models import it too). Install transformers<5 here "
-             "(pip install 'transformers<5'), uninstall it, or use another environment; then "
-             "run this script again.")
-PY
+transformers="$("$PY" -c 'from importlib.metadata import version
+try: print(version("transformers"))
+except Exception: pass')"
+if [[ "${transformers%%.*}" =~ ^[0-9]+$ ]] && (( ${transformers%%.*} >= 5 )); then
+  die "transformers $transformers is installed, and mmpretrain 1.2.0 cannot be imported beside \
+transformers >= 5 (its BLIP code needs names that transformers 5 removed; MMDetection's models \
+import it too). Install transformers<5 here (pip install 'transformers<5'), uninstall it, or use \
+another environment; then run this script again."
+fi
 
 # 2. torch: keep the user's (e.g. a CUDA build), install the pinned one only when absent.
 if "$PY" -c 'import torch' 2>/dev/null; then
