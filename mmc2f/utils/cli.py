@@ -12,7 +12,7 @@ from typing import Callable, Dict
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from .data_check import check_detection_classes
+from .data_check import check_config_variables, check_detection_classes
 from .model_check import check_feature_channels
 
 
@@ -94,8 +94,12 @@ def load_config(args: argparse.Namespace) -> Config:
     """The config with the CLI's overrides, its scope checked."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
+    # data_root or classes that a child config, or the options, set anew
+    # without the datasets that read them.
+    check_config_variables(cfg)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+        check_config_variables(cfg, only=args.cfg_options)
     config_scope(cfg, args.config)
     cfg.launcher = args.launcher
     if args.work_dir is not None:

@@ -1,6 +1,12 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
-"""A detection config's ``classes`` checked against its COCO-format
-annotation files and its heads before any work starts.
+"""A config's data checked before any work starts: its ``data_root`` and
+``classes`` variables against what the dataloaders read, and a detection
+config's ``classes`` against its COCO-format annotation files and its heads.
+
+A config variable is substituted where the file that uses it is read: a
+child config or ``--cfg-options`` that sets ``data_root`` or ``classes``
+anew changes the variable only, and the dataloaders go on reading the base
+config's data, silently. That is an error here, naming the keys to set.
 
 MMDetection's ``CocoDataset`` loads the categories that
 ``metainfo.classes`` names and numbers them in the annotation file's order,
@@ -13,7 +19,7 @@ its categories and the fix.
 """
 import json
 import os.path as osp
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.fileio import list_from_file
@@ -41,6 +47,54 @@ def _leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
                 stack.append((f'{where}.dataset', dataset['dataset']))
             else:
                 yield where, dataset
+
+
+def _same(variable: Any, value: Any) -> bool:
+    if isinstance(variable, str) and isinstance(value, str):
+        return osp.normpath(variable) == osp.normpath(value)
+    if isinstance(variable, (list, tuple)) and isinstance(value, (list, tuple)):
+        return list(variable) == list(value)
+    return variable == value
+
+
+# The variables that configs pass to their datasets: the dataset key that
+# reads each, and what else the variable usually sets.
+_VARIABLES = {
+    'data_root': (('data_root', ), "the evaluators' ann_file"),
+    'classes': (('metainfo', 'classes'), "the heads' num_classes"),
+}
+
+
+def check_config_variables(cfg: Config,
+                           only: Optional[Iterable[str]] = None) -> None:
+    """ValueError where the config sets ``data_root`` or ``classes`` and the
+    datasets that set their own all read another value: the variable was set
+    after the file that used it was read.
+
+    Called on a config as its file gives it (a child config that sets the
+    variable anew), and after ``--cfg-options`` with ``only`` their keys;
+    options that set the datasets' keys themselves pass.
+    """
+    for variable, (key, also) in _VARIABLES.items():
+        value = cfg.get(variable)
+        if value is None or (only is not None and variable not in only):
+            continue
+        used = []
+        for where, dataset in _leaf_datasets(cfg):
+            node: Any = dataset
+            for part in key:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                used.append((f'{where}.{".".join(key)}', node))
+        if used and not any(_same(value, v) for _, v in used):
+            places = ', '.join(f'{w}={v!r}' for w, v in used)
+            raise ValueError(
+                f'The config sets {variable}={value!r}, but the dataloaders '
+                f'read {places}: a config variable is substituted when the '
+                'file that uses it is read, so a new value in a child config '
+                'or --cfg-options does not reach them. Set it where it is '
+                f'used (--cfg-options {" ".join(f"{w}=..." for w, _ in used)}'
+                f', and {also}), or edit a copy of the whole config')
 
 
 def _is_coco(dataset: Dict[str, Any]) -> bool:

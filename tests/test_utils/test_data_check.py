@@ -1,8 +1,10 @@
-"""A detection config's classes against its COCO annotation files and its
-heads: each mismatch MMDetection accepts silently is an error before the
+"""A config's data_root and classes variables against what its dataloaders
+read, and a detection config's classes against its COCO annotation files and
+its heads: each mismatch the libraries accept silently is an error before the
 model is built, through tools/train.py as a user runs it."""
 import json
 import os
+import glob
 import os.path as osp
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pytest
 from mmengine.config import Config
 
 from mmc2f.testing import make_coco_shapes
-from mmc2f.utils import check_detection_classes
+from mmc2f.utils import check_config_variables, check_detection_classes
 from tests.test_e2e.helpers import REPO, load
 
 FINETUNE = ('configs/mask_rcnn/finetune/'
@@ -165,3 +167,59 @@ def test_train_py_stops_before_the_model_is_built(tmp_path, data_root):
         f"['rectangle', 'ellipse', 'triangle'], which {own}/annotations/"
         "instances_train.json does not have: its categories are ['cat', "
         "'dog', 'bird']. Set classes to names of its categories")
+
+
+def train_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools/train.py'), *args],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+        text=True, timeout=600, **kwargs)
+
+
+def test_every_shipped_config_reads_its_own_variables():
+    for path in glob.glob(osp.join(REPO, 'configs/**/*.py'), recursive=True):
+        check_config_variables(Config.fromfile(path))
+
+
+def test_a_child_config_setting_data_root_and_classes(tmp_path):
+    """The README's "set data_root and classes in a copy": a config that
+    inherits the fine-tuning one and sets only the variables trained on the
+    base's data before, silently."""
+    child = tmp_path / 'pets.py'
+    child.write_text(f"_base_ = {osp.join(REPO, FINETUNE)!r}\n"
+                     "data_root = 'data/pets/'\n")
+    result = train_py(str(child), '--work-dir', str(tmp_path / 'work'))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "ValueError: The config sets data_root='data/pets/', but the "
+        "dataloaders read train_dataloader.dataset.data_root='data/my_coco/'"
+    ), last
+    assert 'Set it where it is used (--cfg-options ' \
+        'train_dataloader.dataset.data_root=... ' in last
+    assert not (tmp_path / 'work').exists()
+    # Setting the datasets too is what the message asks: that passes.
+    child.write_text(
+        child.read_text() + "classes = ('cat', 'dog')\n"
+        "train_dataloader = dict(dataset=dict(data_root=data_root, "
+        "metainfo=dict(classes=classes)))\n"
+        "val_dataloader = dict(dataset=dict(data_root=data_root, "
+        "metainfo=dict(classes=classes)))\n"
+        "test_dataloader = val_dataloader\n")
+    check_config_variables(Config.fromfile(str(child)))
+
+
+def test_cfg_options_setting_a_variable_or_the_datasets():
+    cfg = load(FINETUNE)
+    cfg.merge_from_dict(dict(classes=('cat', 'dog')))
+    with pytest.raises(ValueError, match=(
+            r"sets classes=\('cat', 'dog'\), but the dataloaders read "
+            r"train_dataloader.dataset.metainfo.classes=\('rectangle', ")):
+        check_config_variables(cfg, only={'classes': ('cat', 'dog')})
+    # Options that set the datasets' own keys leave the variable behind.
+    options = {f'{loader}.dataset.data_root': 'data/pets/'
+               for loader in ('train_dataloader', 'val_dataloader',
+                              'test_dataloader')}
+    cfg = load(FINETUNE)
+    cfg.merge_from_dict(options)
+    check_config_variables(cfg, only=options)
