@@ -22,9 +22,9 @@ The inferencer follows the config's ``default_scope``: MMDetection's
 * classification: ``pred_label``, ``pred_score``, ``pred_class`` and
   ``pred_scores`` (all classes).
 
-A file that cannot be decoded (truncated, or not an image) is skipped with
-its reason and named at the end; the others are done, and the exit status
-is 1.
+A file that cannot be decoded (truncated, or not an image), or whose
+prediction fails (an image too small for the model, say), is skipped with its
+reason and named at the end; the others are done, and the exit status is 1.
 """
 import argparse
 import json
@@ -218,8 +218,8 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The exit status: 1 where an image could not be read (the others are
-    done), else 0."""
+    """The exit status: 1 where an image was skipped (the others are done),
+    else 0."""
     args = parse_args(argv)
     images = list_images(args.inputs)
     cfg = load_config(args)
@@ -229,25 +229,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     pred_dir = osp.join(args.out_dir, 'preds')
     os.makedirs(vis_dir, exist_ok=True)
     os.makedirs(pred_dir, exist_ok=True)
-    unreadable = []
+    skipped = []
     for image in images:
         error = decode_error(image)
+        if not error:
+            try:
+                picture, pred, line = infer(image)
+            except Exception as failure:  # noqa: B902 one image's, not all
+                error = (f'its prediction failed: '
+                         f'{type(failure).__name__}: {failure}')
         if error:
             print(f'{image}: skipped, {error}', file=sys.stderr)
-            unreadable.append(image)
+            skipped.append(image)
             continue
-        picture, pred, line = infer(image)
         stem = osp.splitext(osp.basename(image))[0]
         mmcv.imwrite(picture[..., ::-1], osp.join(vis_dir, stem + '.png'))
         with open(osp.join(pred_dir, stem + '.json'), 'w') as f:
             json.dump(dict(image=image, task=task, **pred), f)
         print(f'{image}: {line}')
-    print(f'{len(images) - len(unreadable)} image(s): pictures in {vis_dir}, '
+    print(f'{len(images) - len(skipped)} image(s): pictures in {vis_dir}, '
           f'predictions in {pred_dir}')
-    if unreadable:
-        print(f'{len(unreadable)} file(s) could not be read and were '
-              f'skipped: {unreadable}', file=sys.stderr)
-    return int(bool(unreadable))
+    if skipped:
+        print(f'{len(skipped)} file(s) could not be read or predicted and '
+              f'were skipped: {skipped}', file=sys.stderr)
+    return int(bool(skipped))
 
 
 if __name__ == '__main__':

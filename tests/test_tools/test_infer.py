@@ -269,8 +269,33 @@ def test_files_that_cannot_be_read_are_skipped(tmp_path, checkpoints):
         assert pred['task'] == 'classification'
     assert f"{images / 'm_truncated.jpg'}: skipped, " in result.stderr
     assert f"{images / 'n_empty.png'}: skipped, " in result.stderr
-    assert '2 file(s) could not be read and were skipped' in result.stderr
+    assert '2 file(s) could not be read or predicted and were skipped' \
+        in result.stderr
     assert '._a.jpg' not in result.stderr + result.stdout
+
+
+def test_an_image_the_model_cannot_take_is_skipped(tmp_path, checkpoints):
+    """A 1x300 strip is 512x7 after UperNet's resize, too narrow for the
+    backbone: that image is named with the model's reason, the next one is
+    still done."""
+    checkpoint, _ = checkpoints(SEG_CONFIG, SEG_OPTIONS)
+    images = tmp_path / 'images'
+    images.mkdir()
+    photo = Image.open(TEMPLE)
+    photo.resize((1, 300)).save(images / 'a_strip.png')
+    photo.resize((96, 64)).save(images / 'b_small.png')
+    out_dir = tmp_path / 'out'
+    result = subprocess.run(
+        [sys.executable, INFER, images, SEG_CONFIG, checkpoint, '--out-dir',
+         out_dir, '--device', 'cpu', '--cfg-options', *to_cli(SEG_OPTIONS)],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (f"{images / 'a_strip.png'}: skipped, its prediction failed: "
+            'ValueError: ') in result.stderr
+    assert 'must be >= 32' in result.stderr
+    pred, _ = read_outputs(out_dir, str(images / 'b_small.png'))
+    assert (pred['height'], pred['width']) == (64, 96)
+    assert '1 image(s)' in result.stdout
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path, checkpoints):
