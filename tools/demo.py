@@ -31,6 +31,8 @@ DET_CONFIG = ('configs/mask_rcnn/'
               'mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py')
 SEG_CONFIG = ('configs/upernet/'
               'upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py')
+# UperNet's poly decay starts where the short run's linear warm-up ends.
+WARMUP = SHORT_RUN['param_scheduler.0.end']
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,7 +44,15 @@ def parse_args() -> argparse.Namespace:
                         help='UperNet iterations')
     parser.add_argument('--num-train', type=int, default=64)
     parser.add_argument('--num-val', type=int, default=16)
-    return parser.parse_args()
+    args = parser.parse_args()
+    # Checked before the detector trains for minutes, not after.
+    for name in ('det_epochs', 'num_train', 'num_val'):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.seg_iters <= WARMUP:
+        parser.error(f'--seg-iters must exceed the {WARMUP}-iteration '
+                     f'warm-up: at least {WARMUP + 1}')
+    return args
 
 
 def train_and_test(config: str, overrides: Overrides, work_dir: str,
@@ -99,7 +109,7 @@ def main() -> None:
         SEG_CONFIG,
         dict(ade_overrides(seg_cfg, ade['data_root'], scale_factor=0.25),
              **SHORT_RUN, **SMALL_UPERNET, **{
-                 'param_scheduler.1.begin': 20,
+                 'param_scheduler.1.begin': WARMUP,
                  'param_scheduler.1.end': args.seg_iters,
                  'train_cfg.max_iters': args.seg_iters,
                  'train_cfg.val_begin': args.seg_iters + 1,  # test only
