@@ -43,8 +43,12 @@ def main() -> None:
         scope['out'](cfg, args.out)
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise RuntimeError(f'--tta needs tta_model and tta_pipeline in '
-                               f'{args.config}')
+            # mmdet's DetTTAModel merges boxes only, never instance masks.
+            sys.exit(f'error: --tta needs tta_model and tta_pipeline in '
+                     f'{args.config}. The UperNet configs have them '
+                     "(MMSegmentation's multi-scale + flip test); the Mask "
+                     'R-CNN and ImageNet configs test at one scale, as the '
+                     'paper does')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     runner = build_runner(cfg)
