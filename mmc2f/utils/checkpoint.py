@@ -469,6 +469,15 @@ def load_pretrained(module: torch.nn.Module,
             with the prefix removed.
         map_location: As for ``torch.load``.
     """
+    if not _URL_START.match(filename) and not osp.exists(filename):
+        # The first run of a config whose ImageNet file is not there yet.
+        raise FileNotFoundError(
+            f'The pretrained backbone file {filename} does not exist: '
+            'download the released ImageNet file of this arch (README: Model '
+            'zoo) and convert it with '
+            f'tools/model_converters/conv2former_to_mmc2f.py to {filename}, '
+            'or train from scratch with --cfg-options '
+            'model.backbone.init_cfg=None')
     state_dict = _state_dict_of(filename, map_location)
     if prefix and not prefix.endswith('.'):
         prefix += '.'  # as mmengine's Pretrained init accepts 'backbone'

@@ -316,6 +316,19 @@ def test_prefix_without_trailing_dot(tmp_path):
         assert torch.equal(backbone.state_dict()[key], value), key
 
 
+def test_a_missing_pretrained_file_says_how_to_get_one(tmp_path):
+    """A config's first run before its ImageNet file is converted."""
+    path = str(tmp_path / 'checkpoints' / 'conv2former-t_in1k_mmc2f.pth')
+    backbone = _pretrained_backbone(path)
+    with pytest.raises(FileNotFoundError) as error:
+        backbone.init_weights()
+    message = str(error.value)
+    assert message.startswith(f'The pretrained backbone file {path} does '
+                              'not exist: download the released ImageNet')
+    assert 'conv2former_to_mmc2f.py' in message
+    assert '--cfg-options model.backbone.init_cfg=None' in message
+
+
 def test_checkpoint_permissions_follow_umask(tmp_path):
     """Atomic writes give the permissions a plain open() would, not
     mkstemp's owner-only 0600."""
