@@ -16,6 +16,10 @@ that has no instance (with no name found, numpy's "need at least one array
 to concatenate"); heads with another ``num_classes`` fail later or waste
 outputs. None of these is an error there; each is one here, naming the file,
 its categories and the fix.
+
+The annotation files it reads are also checked for the fields
+``CocoDataset`` takes unchecked: each image's size, and each annotation's
+mask where the pipeline loads masks (box-only COCO for Mask R-CNN).
 """
 import json
 import os.path as osp
@@ -106,7 +110,7 @@ def _is_coco(dataset: Dict[str, Any]) -> bool:
     return isinstance(kind, type) and issubclass(kind, CocoDataset)
 
 
-def _category_names(path: str) -> List[str]:
+def _read_coco(path: str) -> Dict[str, Any]:
     with open(path) as f:
         try:
             data = json.load(f)
@@ -116,7 +120,52 @@ def _category_names(path: str) -> List[str]:
             data.get('categories'), list):
         raise ValueError(f'{path} has no "categories" list: it is not a '
                          'COCO-format annotation file')
+    return data
+
+
+def _category_names(data: Dict[str, Any]) -> List[str]:
     return [str(category.get('name')) for category in data['categories']]
+
+
+def _loads_masks(dataset: Dict[str, Any]) -> bool:
+    return any(
+        isinstance(t, dict) and str(t.get('type')).endswith('LoadAnnotations')
+        and t.get('with_mask') for t in dataset.get('pipeline') or [])
+
+
+def _check_annotations(where: str, path: str, data: Dict[str, Any],
+                       classes: List[str], masks: bool) -> None:
+    """The fields MMDetection's CocoDataset reads without a check: every
+    image's size, and (for a pipeline that loads masks) the mask of every
+    annotation it keeps, which else fail as KeyError: 'height' or 'mask'."""
+    images = data.get('images') or []
+    sizeless = [i.get('file_name', i.get('id')) for i in images
+                if not {'height', 'width'} <= i.keys()]
+    if sizeless:
+        raise ValueError(
+            f'{len(sizeless)} of the {len(images)} images of {path} lack '
+            f'"height" or "width" (e.g. {sizeless[:3]}): MMDetection reads '
+            "both from the file; add each image's size in pixels")
+    if not masks:
+        return
+    ids = {c.get('id') for c in data['categories']
+           if str(c.get('name')) in classes}
+    # The annotations CocoDataset.parse_data_info keeps.
+    kept = [
+        a for a in data.get('annotations') or []
+        if a.get('category_id') in ids and not a.get('ignore', False)
+        and a.get('area', 0) > 0 and len(a.get('bbox') or []) == 4
+        and min(a['bbox'][2:]) >= 1
+    ]
+    maskless = [a.get('id') for a in kept if not a.get('segmentation')]
+    if maskless:
+        raise ValueError(
+            f'{len(maskless)} of the {len(kept)} annotations of {path} have '
+            f'no "segmentation" (e.g. ids {maskless[:3]}), but {where}\'s '
+            'pipeline loads masks (LoadAnnotations with_mask=True) for the '
+            "model's mask head: add the instance masks (polygons or RLE), or "
+            'use a box-only detector config (no mask_head, with_mask=False, '
+            "the evaluators' metric='bbox')")
 
 
 def _check_order(where: str, classes: List[str], path: str,
@@ -171,13 +220,14 @@ def check_detection_classes(cfg: Config) -> None:
     ``metainfo.classes`` that their annotation files lack or order otherwise,
     or that the heads' ``num_classes`` does not count.
 
+    Their annotation files are checked by :func:`_check_annotations` too.
     Datasets without ``classes`` of their own are not checked; an annotation
     file that is not a local file (yet) is not read (the dataset itself then
     says so).
     """
     if cfg.get('default_scope') != 'mmdet':
         return
-    names_of: Dict[str, List[str]] = {}
+    read: Dict[str, Dict[str, Any]] = {}
     counted = None
     for where, dataset in _leaf_datasets(cfg):
         metainfo = dataset.get('metainfo') or {}
@@ -193,9 +243,11 @@ def check_detection_classes(cfg: Config) -> None:
         path = ann_file if osp.isabs(ann_file) else osp.join(
             dataset.get('data_root') or '', ann_file)
         if osp.isfile(path):
-            if path not in names_of:
-                names_of[path] = _category_names(path)
-            _check_order(where, classes, path, names_of[path])
+            if path not in read:
+                read[path] = _read_coco(path)
+            _check_order(where, classes, path, _category_names(read[path]))
+            _check_annotations(where, path, read[path], classes,
+                               _loads_masks(dataset))
     if counted is None:
         return
     where, count = counted

@@ -6,6 +6,7 @@ import json
 import os
 import glob
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -167,6 +168,43 @@ def test_train_py_stops_before_the_model_is_built(tmp_path, data_root):
         f"['rectangle', 'ellipse', 'triangle'], which {own}/annotations/"
         "instances_train.json does not have: its categories are ['cat', "
         "'dog', 'bird']. Set classes to names of its categories")
+
+
+def _edited_copy(tmp_path, data_root: str, edit) -> str:
+    """A copy of the shapes set whose train annotations ``edit`` changed."""
+    root = tmp_path / 'edited'
+    shutil.copytree(data_root, root)
+    path = root / 'annotations/instances_train.json'
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return f'{root}/'
+
+
+def test_box_only_annotations_for_a_mask_head(tmp_path, data_root):
+    """Valid COCO without masks: MMDetection's KeyError: 'mask' in a
+    dataloader worker, after the model was built."""
+    def drop_masks(data):
+        for annotation in data['annotations']:
+            del annotation['segmentation']
+
+    with pytest.raises(ValueError, match=(
+            r'(\d+) of the \1 annotations of .*instances_train.json have no '
+            r'"segmentation" \(e.g. ids \[\d+, \d+, \d+\]\), but '
+            r"train_dataloader.dataset's pipeline loads masks")):
+        check_detection_classes(
+            finetune(_edited_copy(tmp_path, data_root, drop_masks)))
+
+
+def test_images_without_their_size(tmp_path, data_root):
+    def drop_height(data):
+        del data['images'][0]['height']
+
+    with pytest.raises(ValueError, match=(
+            r'1 of the 2 images of .*instances_train.json lack "height" or '
+            r'"width" \(e.g. \[\'.*\'\]\)')):
+        check_detection_classes(
+            finetune(_edited_copy(tmp_path, data_root, drop_height)))
 
 
 def train_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
