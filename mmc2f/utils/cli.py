@@ -12,7 +12,8 @@ from typing import Callable, Dict
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from .data_check import check_config_variables, check_detection_classes
+from .data_check import (check_classification_classes,
+                         check_config_variables, check_detection_classes)
 from .model_check import check_feature_channels
 
 
@@ -158,6 +159,7 @@ def build_runner(cfg: Config) -> Runner:
     # Before the model is built: classes that the annotations or the heads
     # do not match.
     check_detection_classes(cfg)
+    check_classification_classes(cfg)
     if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
         _setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:

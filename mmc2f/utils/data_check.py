@@ -22,6 +22,7 @@ The annotation files it reads are also checked for the fields
 mask where the pipeline loads masks (box-only COCO for Mask R-CNN).
 """
 import json
+import os
 import os.path as osp
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -257,3 +258,89 @@ def check_detection_classes(cfg: Config) -> None:
                 f'{place}={value}, but {where}.metainfo has {count} (thing) '
                 f'classes: set num_classes={count} in every head (e.g. '
                 'num_classes=len(classes) in the config)')
+
+
+def _classification_classes(
+        dataset: Dict[str, Any]) -> Optional[Tuple[int, bool, str]]:
+    """(count, exact, whence) of the classes an MMPretrain dataset reads:
+    its ``metainfo.classes``, its class's own (``ImageNet``'s 1000), the
+    sub-folders of a ``CustomDataset`` without ``ann_file`` (exact), or the
+    largest label of its annotation file plus one (a lower bound)."""
+    from mmpretrain.datasets import CustomDataset
+    from mmpretrain.registry import DATASETS
+    kind = dataset.get('type')
+    if isinstance(kind, str):
+        kind = DATASETS.get(kind)
+    if not (isinstance(kind, type) and issubclass(kind, CustomDataset)):
+        return None
+    classes = _classes(dataset.get('metainfo') or {}, 'classes')
+    if classes is not None:
+        return len(classes), True, 'its metainfo.classes'
+    if kind.METAINFO.get('classes') is not None:
+        return len(kind.METAINFO['classes']), True, f'{kind.__name__} classes'
+    prefix = dataset.get('data_prefix') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', '')
+    root = osp.join(dataset.get('data_root') or '', prefix)
+    ann_file = dataset.get('ann_file') or ''
+    if not ann_file:
+        if not root or not osp.isdir(root):
+            return None
+        root = osp.normpath(root)
+        folders = sorted(
+            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
+        return len(folders), True, f'the sub-folders of {root}: {folders}'
+    path = ann_file if osp.isabs(ann_file) else osp.join(
+        dataset.get('data_root') or '', ann_file)
+    if not osp.isfile(path):
+        return None
+    labels = [line.rsplit(' ', 1)[-1] for line in list_from_file(path)
+              if line.strip()]
+    if not labels or not all(label.isdigit() for label in labels):
+        return None
+    return max(map(int, labels)) + 1, False, f'labels up to ' \
+        f'{max(map(int, labels))} in {path}'
+
+
+def check_classification_classes(cfg: Config) -> None:
+    """ValueError where an MMPretrain config's head, data preprocessor
+    (Mixup/CutMix targets) or top-k accuracy count other classes than the
+    training data has: a 1000-class head trains silently on 3 folders, and
+    the inferencer then fails on an index its classes lack."""
+    if cfg.get('default_scope') != 'mmpretrain':
+        return
+    found = next(((where, counted) for where, dataset in _leaf_datasets(cfg)
+                  if (counted := _classification_classes(dataset))), None)
+    if found is None:
+        return
+    where, (count, exact, whence) = found
+    model = cfg.get('model') or {}
+    preprocessor = model.get('data_preprocessor') or cfg.get(
+        'data_preprocessor') or {}
+    for place, value in (('model.head.num_classes',
+                          (model.get('head') or {}).get('num_classes')),
+                         ('data_preprocessor.num_classes',
+                          preprocessor.get('num_classes'))):
+        if value is None or value == count or (not exact and value > count):
+            continue
+        raise ValueError(
+            f'{place}={value}, but {where} has {count} classes ({whence}): '
+            f'set model.head.num_classes={count} and '
+            f'data_preprocessor.num_classes={count} (the Mixup/CutMix '
+            'targets)')
+    # Top-k of more scores than the head gives fails in the evaluator.
+    limit = (model.get('head') or {}).get('num_classes') or (
+        count if exact else None)
+    for name in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(name) or []
+        for evaluator in (evaluators if isinstance(evaluators, (list, tuple))
+                          else [evaluators]):
+            topk = evaluator.get('topk', ()) if isinstance(
+                evaluator, dict) else ()
+            topk = topk if isinstance(topk, (list, tuple)) else (topk, )
+            if limit and topk and max(topk) > limit and str(
+                    evaluator.get('type', '')).endswith('Accuracy'):
+                raise ValueError(
+                    f'{name} has topk={tuple(topk)}, but the model scores '
+                    f'{limit} classes: set {name}.topk to values up to '
+                    f'{limit}, e.g. topk=(1, )')

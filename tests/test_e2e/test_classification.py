@@ -40,6 +40,12 @@ def test_imagenet_config_train_then_test(tmp_path, folder_dataset):
             ('class0', 'class1', 'class2'),
             f'{split}_dataloader.batch_size': 4,
         })
+    # Three classes: the head, the Mixup/CutMix targets and top-k (tools/
+    # train.py refuses ImageNet's 1000 and top-5 for them).
+    options.update({'model.head.num_classes': 3,
+                    'data_preprocessor.num_classes': 3,
+                    'val_evaluator.topk': (1, ),
+                    'test_evaluator.topk': (1, )})
     # Two epochs: one of warm-up, one of the cosine schedule.
     options.update({'train_cfg.max_epochs': 2, 'param_scheduler.0.end': 1,
                     'param_scheduler.1.begin': 1})

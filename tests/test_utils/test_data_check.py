@@ -14,7 +14,8 @@ import pytest
 from mmengine.config import Config
 
 from mmc2f.testing import make_coco_shapes
-from mmc2f.utils import check_config_variables, check_detection_classes
+from mmc2f.utils import (check_classification_classes,
+                         check_config_variables, check_detection_classes)
 from tests.test_e2e.helpers import REPO, load
 
 FINETUNE = ('configs/mask_rcnn/finetune/'
@@ -261,3 +262,74 @@ def test_cfg_options_setting_a_variable_or_the_datasets():
     cfg = load(FINETUNE)
     cfg.merge_from_dict(options)
     check_config_variables(cfg, only=options)
+
+
+IMAGENET = 'configs/imagenet/conv2former-n_8xb128_in1k.py'
+
+
+def _image_folder(root, classes=('cat', 'dog', 'bird')) -> str:
+    """The ImageFolder layout: one sub-folder of images per class."""
+    for name in classes:
+        os.makedirs(root / name)
+        (root / name / '0.jpg').write_bytes(b'')
+    return str(root)
+
+
+def custom_classifier(root: str, **options) -> Config:
+    """The ImageNet config on an ImageFolder-layout CustomDataset."""
+    cfg = load(IMAGENET)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset = dict(cfg[loader].dataset, type='CustomDataset',
+                                   data_root=root, split=None)
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def test_a_classifier_head_for_other_classes_than_the_folders(tmp_path):
+    """A 1000-class head trained silently on three folders, and the
+    inferencer then failed on an index its three classes lack."""
+    root = _image_folder(tmp_path / 'pets')
+    with pytest.raises(ValueError) as error:
+        check_classification_classes(custom_classifier(root))
+    assert str(error.value) == (
+        'model.head.num_classes=1000, but train_dataloader.dataset has 3 '
+        f"classes (the sub-folders of {root}: ['bird', 'cat', 'dog']): set "
+        'model.head.num_classes=3 and data_preprocessor.num_classes=3 (the '
+        'Mixup/CutMix targets)')
+    with pytest.raises(ValueError,
+                       match=r'^data_preprocessor.num_classes=1000, but '):
+        check_classification_classes(
+            custom_classifier(root, **{'model.head.num_classes': 3}))
+    with pytest.raises(ValueError, match=(
+            r'^val_evaluator has topk=\(1, 5\), but the model scores 3 '
+            r'classes: set val_evaluator.topk to values up to 3')):
+        check_classification_classes(
+            custom_classifier(root, **{'model.head.num_classes': 3,
+                                       'data_preprocessor.num_classes': 3}))
+    check_classification_classes(
+        custom_classifier(root, **{'model.head.num_classes': 3,
+                                   'data_preprocessor.num_classes': 3,
+                                   'val_evaluator.topk': (1, ),
+                                   'test_evaluator.topk': (1, 3)}))
+
+
+def test_classifier_classes_from_an_annotation_file(tmp_path):
+    """Labels in a file give a lower bound: a head with more passes, one
+    with fewer does not."""
+    (tmp_path / 'train.txt').write_text('a.jpg 0\nb.jpg 4\n')
+    options = {'train_dataloader.dataset.ann_file': 'train.txt',
+               'val_dataloader.dataset.ann_file': 'train.txt',
+               'test_dataloader.dataset.ann_file': 'train.txt'}
+    check_classification_classes(
+        custom_classifier(str(tmp_path), **options))  # 1000 >= 5
+    with pytest.raises(ValueError, match=(
+            r'model.head.num_classes=4, but train_dataloader.dataset has 5 '
+            r'classes \(labels up to 4 in .*train.txt\)')):
+        check_classification_classes(custom_classifier(
+            str(tmp_path), **options, **{'model.head.num_classes': 4,
+                                         'data_preprocessor.num_classes': 4}))
+
+
+def test_the_imagenet_configs_pass():
+    for path in glob.glob(osp.join(REPO, 'configs/imagenet/*.py')):
+        check_classification_classes(Config.fromfile(path))
