@@ -13,7 +13,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from .data_check import (check_classification_classes,
-                         check_config_variables, check_detection_classes)
+                         check_config_variables, check_detection_classes,
+                         check_segmentation_labels)
 from .model_check import check_feature_channels
 
 
@@ -156,10 +157,11 @@ def build_runner(cfg: Config) -> Runner:
     # custom_imports still get it.
     import mmc2f  # noqa: F401
     from mmengine.device import get_device
-    # Before the model is built: classes that the annotations or the heads
-    # do not match.
+    # Before the model is built: classes that the data and the heads do not
+    # agree on.
     check_detection_classes(cfg)
     check_classification_classes(cfg)
+    check_segmentation_labels(cfg)
     if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
         _setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:

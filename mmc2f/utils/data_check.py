@@ -21,11 +21,13 @@ The annotation files it reads are also checked for the fields
 ``CocoDataset`` takes unchecked: each image's size, and each annotation's
 mask where the pipeline loads masks (box-only COCO for Mask R-CNN).
 """
+import inspect
 import json
 import os
 import os.path as osp
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
+import numpy as np
 from mmengine.config import Config
 from mmengine.fileio import list_from_file
 
@@ -344,3 +346,111 @@ def check_classification_classes(cfg: Config) -> None:
                     f'{name} has topk={tuple(topk)}, but the model scores '
                     f'{limit} classes: set {name}.topk to values up to '
                     f'{limit}, e.g. topk=(1, )')
+
+
+# Label maps read per dataset: a sample, enough for a mistake made in every
+# file (colour maps, another numbering), in seconds on a large set.
+_LABEL_MAPS_READ = 8
+
+
+def _seg_heads(model: Dict[str, Any]) -> List[Tuple[str, int]]:
+    heads = [('model.decode_head', model.get('decode_head'))]
+    auxiliary = model.get('auxiliary_head')
+    if isinstance(auxiliary, (list, tuple)):
+        heads += [(f'model.auxiliary_head[{i}]', h)
+                  for i, h in enumerate(auxiliary)]
+    else:
+        heads.append(('model.auxiliary_head', auxiliary))
+    return [(f'{where}.num_classes', head['num_classes'])
+            for where, head in heads
+            if isinstance(head, dict) and 'num_classes' in head]
+
+
+def _reduce_zero_label(dataset: Dict[str, Any], kind: type) -> bool:
+    for transform in dataset.get('pipeline') or []:
+        if isinstance(transform, dict) and str(
+                transform.get('type')).endswith('LoadAnnotations') and \
+                transform.get('reduce_zero_label') is not None:
+            return bool(transform['reduce_zero_label'])
+    if 'reduce_zero_label' in dataset:
+        return bool(dataset['reduce_zero_label'])
+    default = inspect.signature(kind.__init__).parameters.get(
+        'reduce_zero_label')
+    return bool(default is not None and default.default is True)
+
+
+def _check_label_maps(where: str, dataset: Dict[str, Any], kind: type,
+                      num_classes: int) -> None:
+    prefix = dataset.get('data_prefix') or {}
+    folder = osp.join(dataset.get('data_root') or '',
+                      prefix.get('seg_map_path', '') if isinstance(
+                          prefix, dict) else '')
+    suffix = dataset.get('seg_map_suffix') or getattr(
+        inspect.signature(kind.__init__).parameters.get('seg_map_suffix'),
+        'default', '.png')
+    if dataset.get('ann_file') or not folder or not osp.isdir(folder):
+        return
+    files = sorted(f for f in os.listdir(folder) if f.endswith(suffix))
+    step = max(len(files) // _LABEL_MAPS_READ, 1)
+    reduce = _reduce_zero_label(dataset, kind)
+    from PIL import Image
+    for name in files[::step][:_LABEL_MAPS_READ]:
+        path = osp.join(folder, name)
+        with Image.open(path) as image:
+            if image.mode != 'P' and len(image.getbands()) > 1:
+                raise ValueError(
+                    f'{path} is a {image.mode} colour image: MMSegmentation '
+                    'reads label maps as one class index per pixel (a '
+                    'grayscale or palette PNG). Convert the colours to '
+                    'indices (a palette PNG keeps the colours for viewing)')
+            labels = np.unique(np.asarray(image))
+        if reduce:  # 0 is ignored, the others shift down by one
+            labels = labels[labels != 0] - 1
+        labels = labels[labels != 255]  # the ignore index
+        if labels.size and labels.max() >= num_classes:
+            reduced = (' (after reduce_zero_label, which ignores 0: set it '
+                       'False where 0 is a class)') if reduce else ''
+            raise ValueError(
+                f'{path} has label {int(labels.max())}{reduced}, but the '
+                f'heads have num_classes={num_classes} ({where}): set '
+                'num_classes to the number of classes in decode_head and '
+                'auxiliary_head')
+
+
+def check_segmentation_labels(cfg: Config) -> None:
+    """ValueError where an MMSegmentation config's heads disagree on
+    ``num_classes``, its datasets name another number of classes, or a
+    sample of its label maps holds colours or labels beyond the heads (on a
+    GPU, a device-side assert; on a CPU, "Target 3 is out of bounds")."""
+    if cfg.get('default_scope') != 'mmseg':
+        return
+    heads = _seg_heads(cfg.get('model') or {})
+    if not heads:
+        return
+    if len({n for _, n in heads}) > 1:
+        raise ValueError(
+            f'The heads count other classes: '
+            f'{", ".join(f"{w}={n}" for w, n in heads)}: set the same '
+            'num_classes in each')
+    num_classes = heads[0][1]
+    from mmseg.datasets import BaseSegDataset
+    from mmseg.registry import DATASETS
+    for where, dataset in _leaf_datasets(cfg):
+        kind = dataset.get('type')
+        if isinstance(kind, str):
+            kind = DATASETS.get(kind)
+        if not (isinstance(kind, type) and issubclass(kind, BaseSegDataset)):
+            continue
+        classes = _classes(dataset.get('metainfo') or {}, 'classes') or \
+            kind.METAINFO.get('classes')
+        if classes is not None and len(classes) != num_classes:
+            whence = ('its metainfo.classes' if dataset.get('metainfo')
+                      else f"{kind.__name__}'s")
+            raise ValueError(
+                f'{where} has {len(classes)} classes ({whence}), but '
+                f'{heads[0][0]}={num_classes}: set '
+                f'{where}.metainfo=dict(classes=(...)) to the names of your '
+                f'{num_classes} classes, or num_classes={len(classes)} in '
+                'every head')
+        if where.startswith('train_dataloader'):
+            _check_label_maps(where, dataset, kind, num_classes)

@@ -12,10 +12,12 @@ import sys
 
 import pytest
 from mmengine.config import Config
+from PIL import Image
 
-from mmc2f.testing import make_coco_shapes
+from mmc2f.testing import make_ade_shapes, make_coco_shapes
 from mmc2f.utils import (check_classification_classes,
-                         check_config_variables, check_detection_classes)
+                         check_config_variables, check_detection_classes,
+                         check_segmentation_labels)
 from tests.test_e2e.helpers import REPO, load
 
 FINETUNE = ('configs/mask_rcnn/finetune/'
@@ -333,3 +335,70 @@ def test_classifier_classes_from_an_annotation_file(tmp_path):
 def test_the_imagenet_configs_pass():
     for path in glob.glob(osp.join(REPO, 'configs/imagenet/*.py')):
         check_classification_classes(Config.fromfile(path))
+
+
+UPERNET = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'
+
+
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory) -> str:
+    """Label maps 1 (background) and 2..4 (shapes): 0..3 after
+    reduce_zero_label."""
+    return make_ade_shapes(str(tmp_path_factory.mktemp('ade')), num_train=3,
+                           num_val=1, size=(32, 32))['data_root']
+
+
+def upernet(data_root: str, **options) -> Config:
+    cfg = load(UPERNET)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
+    cfg.merge_from_dict(options)
+    return cfg
+
+
+def test_segmentation_heads_and_classes(ade_root):
+    check_segmentation_labels(upernet(ade_root))
+    with pytest.raises(ValueError, match=(
+            r'^The heads count other classes: model.decode_head.num_classes='
+            r'4, model.auxiliary_head.num_classes=150: set the same')):
+        check_segmentation_labels(
+            upernet(ade_root, **{'model.decode_head.num_classes': 4}))
+    four = {'model.decode_head.num_classes': 4,
+            'model.auxiliary_head.num_classes': 4}
+    with pytest.raises(ValueError, match=(
+            r"^train_dataloader.dataset has 150 classes \(ADE20KDataset's\), "
+            r'but model.decode_head.num_classes=4: set train_dataloader.'
+            r'dataset.metainfo=dict\(classes=\(...\)\) to the names of your '
+            r'4 classes')):
+        check_segmentation_labels(upernet(ade_root, **four))
+    classes = {f'{loader}.dataset.metainfo.classes':
+               ('wall', 'rectangle', 'ellipse', 'triangle')
+               for loader in ('train_dataloader', 'val_dataloader',
+                              'test_dataloader')}
+    check_segmentation_labels(upernet(ade_root, **four, **classes))
+
+
+def test_labels_beyond_the_heads(ade_root):
+    """Three classes for labels 0..3: on a GPU a device-side assert, on a
+    CPU "Target 3 is out of bounds", both after the model was built."""
+    options = {'model.decode_head.num_classes': 3,
+               'model.auxiliary_head.num_classes': 3}
+    options.update({f'{loader}.dataset.metainfo.classes': ('a', 'b', 'c')
+                    for loader in ('train_dataloader', 'val_dataloader',
+                                   'test_dataloader')})
+    with pytest.raises(ValueError, match=(
+            r'annotations/training/\w+\.png has label 3 \(after '
+            r'reduce_zero_label, which ignores 0: set it False where 0 is a '
+            r'class\), but the heads have num_classes=3')):
+        check_segmentation_labels(upernet(ade_root, **options))
+
+
+def test_colour_label_maps(tmp_path, ade_root):
+    root = tmp_path / 'ade'
+    shutil.copytree(ade_root, root)
+    for path in (root / 'annotations/training').iterdir():
+        Image.open(path).convert('RGB').save(path)
+    with pytest.raises(ValueError, match=(
+            r'\.png is a RGB colour image: MMSegmentation reads label maps '
+            r'as one class index per pixel')):
+        check_segmentation_labels(upernet(str(root)))
