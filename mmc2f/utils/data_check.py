@@ -263,11 +263,12 @@ def check_detection_classes(cfg: Config) -> None:
 
 
 def _classification_classes(
-        dataset: Dict[str, Any]) -> Optional[Tuple[int, bool, str]]:
+        where: str, dataset: Dict[str, Any]) -> Optional[Tuple[int, bool, str]]:
     """(count, exact, whence) of the classes an MMPretrain dataset reads:
-    its ``metainfo.classes``, its class's own (``ImageNet``'s 1000), the
-    sub-folders of a ``CustomDataset`` without ``ann_file`` (exact), or the
-    largest label of its annotation file plus one (a lower bound)."""
+    its ``metainfo.classes`` or its class's own (``ImageNet``'s 1000), else
+    the sub-folders of a folder-layout set (exact), else the largest label
+    of its annotation file plus one (a lower bound). ``ImageNet``'s
+    ``split`` is read as it reads it (the folder, ``meta/SPLIT.txt``)."""
     from mmpretrain.datasets import CustomDataset
     from mmpretrain.registry import DATASETS
     kind = dataset.get('type')
@@ -275,26 +276,37 @@ def _classification_classes(
         kind = DATASETS.get(kind)
     if not (isinstance(kind, type) and issubclass(kind, CustomDataset)):
         return None
-    classes = _classes(dataset.get('metainfo') or {}, 'classes')
-    if classes is not None:
-        return len(classes), True, 'its metainfo.classes'
-    if kind.METAINFO.get('classes') is not None:
-        return len(kind.METAINFO['classes']), True, f'{kind.__name__} classes'
-    prefix = dataset.get('data_prefix') or ''
+    data_root = dataset.get('data_root') or ''
+    split = dataset.get('split') or ''
+    prefix = dataset.get('data_prefix') or split
     if isinstance(prefix, dict):
         prefix = prefix.get('img_path', '')
-    root = osp.join(dataset.get('data_root') or '', prefix)
     ann_file = dataset.get('ann_file') or ''
-    if not ann_file:
-        if not root or not osp.isdir(root):
-            return None
+    if not ann_file and split and osp.isfile(
+            osp.join(data_root, 'meta', f'{split}.txt')):
+        ann_file = osp.join('meta', f'{split}.txt')
+    folders = None
+    root = osp.join(data_root, prefix)
+    if not ann_file and root and osp.isdir(root):
         root = osp.normpath(root)
         folders = sorted(
             d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
+    classes = _classes(dataset.get('metainfo') or {}, 'classes')
+    whence = 'its metainfo.classes'
+    if classes is None and kind.METAINFO.get('classes') is not None:
+        classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"
+    if classes is not None:
+        if folders is not None and len(folders) != len(classes):
+            raise ValueError(
+                f'{where} names {len(classes)} classes ({whence}), but {root} '
+                f'has {len(folders)} class sub-folders {folders[:10]}: set '
+                f'{where}.metainfo.classes to their {len(folders)} names, in '
+                'this (sorted) order, which MMPretrain numbers them in')
+        return len(classes), True, whence
+    if folders is not None:
         return len(folders), True, f'the sub-folders of {root}: {folders}'
-    path = ann_file if osp.isabs(ann_file) else osp.join(
-        dataset.get('data_root') or '', ann_file)
-    if not osp.isfile(path):
+    path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
+    if not ann_file or not osp.isfile(path):
         return None
     labels = [line.rsplit(' ', 1)[-1] for line in list_from_file(path)
               if line.strip()]
@@ -311,8 +323,9 @@ def check_classification_classes(cfg: Config) -> None:
     the inferencer then fails on an index its classes lack."""
     if cfg.get('default_scope') != 'mmpretrain':
         return
-    found = next(((where, counted) for where, dataset in _leaf_datasets(cfg)
-                  if (counted := _classification_classes(dataset))), None)
+    found = next(
+        ((where, counted) for where, dataset in _leaf_datasets(cfg)
+         if (counted := _classification_classes(where, dataset))), None)
     if found is None:
         return
     where, (count, exact, whence) = found

@@ -269,67 +269,80 @@ def test_cfg_options_setting_a_variable_or_the_datasets():
 IMAGENET = 'configs/imagenet/conv2former-n_8xb128_in1k.py'
 
 
-def _image_folder(root, classes=('cat', 'dog', 'bird')) -> str:
+def _image_folder(root, classes=('cat', 'dog', 'bird')) -> None:
     """The ImageFolder layout: one sub-folder of images per class."""
     for name in classes:
         os.makedirs(root / name)
         (root / name / '0.jpg').write_bytes(b'')
-    return str(root)
 
 
-def custom_classifier(root: str, **options) -> Config:
-    """The ImageNet config on an ImageFolder-layout CustomDataset."""
+def own_classes(data_root: str, **options) -> Config:
+    """The ImageNet config on your own class folders (data_root/train/CLASS,
+    data_root/val/CLASS), as the README says to set it."""
     cfg = load(IMAGENET)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset = dict(cfg[loader].dataset, type='CustomDataset',
-                                   data_root=root, split=None)
+        cfg[loader].dataset.data_root = data_root
     cfg.merge_from_dict(options)
     return cfg
 
 
-def test_a_classifier_head_for_other_classes_than_the_folders(tmp_path):
+THREE = {f'{loader}.dataset.metainfo.classes': ('bird', 'cat', 'dog')
+         for loader in ('train_dataloader', 'val_dataloader',
+                        'test_dataloader')}
+
+
+def test_a_classifier_for_other_classes_than_the_folders(tmp_path):
     """A 1000-class head trained silently on three folders, and the
     inferencer then failed on an index its three classes lack."""
-    root = _image_folder(tmp_path / 'pets')
+    for split in ('train', 'val'):
+        _image_folder(tmp_path / split)
+    root = str(tmp_path)
     with pytest.raises(ValueError) as error:
-        check_classification_classes(custom_classifier(root))
+        check_classification_classes(own_classes(root))
+    assert str(error.value) == (
+        "train_dataloader.dataset names 1000 classes (ImageNet's), but "
+        f"{root}/train has 3 class sub-folders ['bird', 'cat', 'dog']: set "
+        'train_dataloader.dataset.metainfo.classes to their 3 names, in this '
+        '(sorted) order, which MMPretrain numbers them in')
+    with pytest.raises(ValueError) as error:
+        check_classification_classes(own_classes(root, **THREE))
     assert str(error.value) == (
         'model.head.num_classes=1000, but train_dataloader.dataset has 3 '
-        f"classes (the sub-folders of {root}: ['bird', 'cat', 'dog']): set "
-        'model.head.num_classes=3 and data_preprocessor.num_classes=3 (the '
-        'Mixup/CutMix targets)')
+        'classes (its metainfo.classes): set model.head.num_classes=3 and '
+        'data_preprocessor.num_classes=3 (the Mixup/CutMix targets)')
     with pytest.raises(ValueError,
                        match=r'^data_preprocessor.num_classes=1000, but '):
         check_classification_classes(
-            custom_classifier(root, **{'model.head.num_classes': 3}))
+            own_classes(root, **THREE, **{'model.head.num_classes': 3}))
     with pytest.raises(ValueError, match=(
             r'^val_evaluator has topk=\(1, 5\), but the model scores 3 '
             r'classes: set val_evaluator.topk to values up to 3')):
         check_classification_classes(
-            custom_classifier(root, **{'model.head.num_classes': 3,
-                                       'data_preprocessor.num_classes': 3}))
+            own_classes(root, **THREE, **{'model.head.num_classes': 3,
+                                          'data_preprocessor.num_classes': 3}))
     check_classification_classes(
-        custom_classifier(root, **{'model.head.num_classes': 3,
-                                   'data_preprocessor.num_classes': 3,
-                                   'val_evaluator.topk': (1, ),
-                                   'test_evaluator.topk': (1, 3)}))
+        own_classes(root, **THREE, **{'model.head.num_classes': 3,
+                                      'data_preprocessor.num_classes': 3,
+                                      'val_evaluator.topk': (1, ),
+                                      'test_evaluator.topk': (1, 3)}))
 
 
 def test_classifier_classes_from_an_annotation_file(tmp_path):
-    """Labels in a file give a lower bound: a head with more passes, one
-    with fewer does not."""
+    """A CustomDataset's labels in a file give a lower bound: a head with
+    more passes, one with fewer does not."""
     (tmp_path / 'train.txt').write_text('a.jpg 0\nb.jpg 4\n')
-    options = {'train_dataloader.dataset.ann_file': 'train.txt',
-               'val_dataloader.dataset.ann_file': 'train.txt',
-               'test_dataloader.dataset.ann_file': 'train.txt'}
-    check_classification_classes(
-        custom_classifier(str(tmp_path), **options))  # 1000 >= 5
+    cfg = load(IMAGENET)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset = dict(
+            type='CustomDataset', data_root=str(tmp_path),
+            ann_file='train.txt', pipeline=cfg[loader].dataset.pipeline)
+    check_classification_classes(cfg)  # 1000 >= 5
+    cfg.merge_from_dict({'model.head.num_classes': 4,
+                         'data_preprocessor.num_classes': 4})
     with pytest.raises(ValueError, match=(
             r'model.head.num_classes=4, but train_dataloader.dataset has 5 '
             r'classes \(labels up to 4 in .*train.txt\)')):
-        check_classification_classes(custom_classifier(
-            str(tmp_path), **options, **{'model.head.num_classes': 4,
-                                         'data_preprocessor.num_classes': 4}))
+        check_classification_classes(cfg)
 
 
 def test_the_imagenet_configs_pass():
