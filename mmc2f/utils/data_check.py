@@ -19,7 +19,9 @@ its categories and the fix.
 
 The annotation files it reads are also checked for the fields
 ``CocoDataset`` takes unchecked: each image's size, and each annotation's
-mask where the pipeline loads masks (box-only COCO for Mask R-CNN).
+mask where the pipeline loads masks (box-only COCO for Mask R-CNN); and for
+photos annotated at their stored size whose EXIF orientation the image
+loader applies (a sample of 1000 per file).
 """
 import inspect
 import json
@@ -171,6 +173,52 @@ def _check_annotations(where: str, path: str, data: Dict[str, Any],
             "the evaluators' metric='bbox')")
 
 
+# EXIF orientations that show the stored image turned by 90 degrees, and how
+# many images' headers are read per annotation file (evenly spaced).
+_TURNED = (5, 6, 7, 8)
+_IMAGES_OPENED = 1000
+
+
+def _check_orientation(where: str, path: str, data: Dict[str, Any],
+                       dataset: Dict[str, Any]) -> None:
+    """A photo whose EXIF orientation turns it, annotated at its stored size:
+    the image loader turns it and the masks do not (BitmapMasks' "all input
+    arrays must have the same shape", or silently misplaced boxes)."""
+    loaders = [(i, t) for i, t in enumerate(dataset.get('pipeline') or [])
+               if isinstance(t, dict)
+               and str(t.get('type')).endswith('LoadImageFromFile')]
+    if not loaders or any('ignore_orientation' in str(t.get('color_type'))
+                          for _, t in loaders):
+        return
+    prefix = dataset.get('data_prefix') or {}
+    folder = osp.join(dataset.get('data_root') or '',
+                      prefix.get('img', '') if isinstance(prefix, dict)
+                      else '')
+    images = data.get('images') or []
+    step = max(len(images) // _IMAGES_OPENED, 1)
+    from PIL import Image
+    for info in images[::step][:_IMAGES_OPENED]:
+        file = osp.join(folder, str(info.get('file_name', '')))
+        try:
+            with Image.open(file) as image:
+                orientation = image.getexif().get(0x0112, 1)
+                width, height = image.size
+        except OSError:  # missing or unreadable: the dataset says so
+            continue
+        if orientation in _TURNED and width != height and (
+                info['width'], info['height']) == (width, height):
+            raise ValueError(
+                f'{file} is stored {width}x{height} with EXIF orientation '
+                f'{orientation}, which the image loader applies (it reads '
+                f'{height}x{width}), but {path} gives it the stored size: '
+                'its annotations are in the stored orientation. Set '
+                "color_type='color_ignore_orientation' in every pipeline's "
+                f'LoadImageFromFile (--cfg-options {where}.pipeline.'
+                f'{loaders[0][0]}.color_type=color_ignore_orientation, and '
+                'the same for the other dataloaders), or turn the images and '
+                'their annotations upright')
+
+
 def _check_order(where: str, classes: List[str], path: str,
                  names: List[str]) -> None:
     twice = sorted({n for n in names if n in classes and names.count(n) > 1})
@@ -251,6 +299,7 @@ def check_detection_classes(cfg: Config) -> None:
             _check_order(where, classes, path, _category_names(read[path]))
             _check_annotations(where, path, read[path], classes,
                                _loads_masks(dataset))
+            _check_orientation(where, path, read[path], dataset)
     if counted is None:
         return
     where, count = counted

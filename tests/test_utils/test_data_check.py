@@ -210,6 +210,38 @@ def test_images_without_their_size(tmp_path, data_root):
             finetune(_edited_copy(tmp_path, data_root, drop_height)))
 
 
+def test_photos_annotated_at_their_stored_size_but_turned_by_exif(
+        tmp_path, data_root):
+    """A phone photo stored 48x32 with EXIF orientation 6 (shown 32x48),
+    annotated at 48x32: the loader turns the image and not the masks
+    (BitmapMasks' "all input arrays must have the same shape")."""
+    turned = {}
+
+    def store_turned(data):
+        info = data['images'][0]
+        turned['file'] = info['file_name']
+        info.update(width=48, height=32)
+
+    root = _edited_copy(tmp_path, data_root, store_turned)
+    photo = Image.new('RGB', (48, 32))
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    photo.save(osp.join(root, 'train', turned['file']), format='JPEG',
+               exif=exif)
+    with pytest.raises(ValueError, match=(
+            r'is stored 48x32 with EXIF orientation 6, which the image loader '
+            r'applies \(it reads 32x48\), but .*instances_train.json gives it '
+            r"the stored size: .* Set color_type='color_ignore_orientation' "
+            r'.*--cfg-options train_dataloader.dataset.pipeline.0.color_type='
+            r'color_ignore_orientation')):
+        check_detection_classes(finetune(root))
+    cfg = finetune(root)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.pipeline[0].color_type = \
+            'color_ignore_orientation'
+    check_detection_classes(cfg)
+
+
 def train_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, osp.join(REPO, 'tools/train.py'), *args],
