@@ -98,10 +98,9 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     # data_root or classes that a child config, or the options, set anew
     # without the datasets that read them.
-    check_config_variables(cfg)
+    check_config_variables(cfg, args.cfg_options)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-        check_config_variables(cfg, only=args.cfg_options)
     config_scope(cfg, args.config)
     cfg.launcher = args.launcher
     if args.work_dir is not None:

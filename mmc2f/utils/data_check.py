@@ -23,11 +23,14 @@ mask where the pipeline loads masks (box-only COCO for Mask R-CNN); and for
 photos annotated at their stored size whose EXIF orientation the image
 loader applies (a sample of 1000 per file).
 """
+import ast
+import copy
 import inspect
 import json
 import os
 import os.path as osp
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Optional, Set,
+                    Tuple)
 
 import numpy as np
 from mmengine.config import Config
@@ -58,9 +61,12 @@ def _leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
                 yield where, dataset
 
 
-def _same(variable: Any, value: Any) -> bool:
+def _reads(variable: Any, value: Any) -> bool:
+    """Whether a dataset's ``value`` comes from the config's ``variable``:
+    the same, or (a root) a path under it (``data_root + 'coco/'``)."""
     if isinstance(variable, str) and isinstance(value, str):
-        return osp.normpath(variable) == osp.normpath(value)
+        return osp.normpath(value) == osp.normpath(variable) or \
+            value.startswith(variable)
     if isinstance(variable, (list, tuple)) and isinstance(value, (list, tuple)):
         return list(variable) == list(value)
     return variable == value
@@ -74,36 +80,64 @@ _VARIABLES = {
 }
 
 
-def check_config_variables(cfg: Config,
-                           only: Optional[Iterable[str]] = None) -> None:
-    """ValueError where the config sets ``data_root`` or ``classes`` and the
-    datasets that set their own all read another value: the variable was set
-    after the file that used it was read.
+def _assigned(path: Optional[str]) -> Set[str]:
+    """The names a config file assigns at its top level."""
+    if not path or not osp.isfile(path):
+        return set()
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    return {target.id for node in tree.body
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for target in (node.targets if isinstance(node, ast.Assign)
+                           else [node.target])
+            if isinstance(target, ast.Name)}
 
-    Called on a config as its file gives it (a child config that sets the
-    variable anew), and after ``--cfg-options`` with ``only`` their keys;
-    options that set the datasets' keys themselves pass.
+
+def _readers(cfg: Config, key: Tuple[str, ...]) -> List[Tuple[str, Any]]:
+    """(place, value) of ``key`` in each dataset that sets it."""
+    found = []
+    for where, dataset in _leaf_datasets(cfg):
+        node: Any = dataset
+        for part in key:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            found.append((f'{where}.{".".join(key)}', node))
+    return found
+
+
+def check_config_variables(cfg: Config,
+                           options: Optional[Dict[str, Any]] = None) -> None:
+    """ValueError where ``data_root`` or ``classes``, set by the config file
+    itself or by ``options`` (``--cfg-options``, not yet merged into
+    ``cfg``), reach no dataset: every dataset that sets its own reads another
+    value, because the variable was set after the file that used it was
+    read (a child config, the options).
+
+    A child config that sets the datasets' keys and not the variable, a
+    file whose own datasets read its variable (whatever the options then set
+    in them), and options that set the datasets' keys, all pass.
     """
+    merged = copy.deepcopy(cfg)
+    merged.merge_from_dict(options or {})
+    assigned = _assigned(cfg.filename)
     for variable, (key, also) in _VARIABLES.items():
-        value = cfg.get(variable)
-        if value is None or (only is not None and variable not in only):
+        value = merged.get(variable)
+        if not value or variable not in assigned | set(options or ()):
             continue
-        used = []
-        for where, dataset in _leaf_datasets(cfg):
-            node: Any = dataset
-            for part in key:
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is not None:
-                used.append((f'{where}.{".".join(key)}', node))
-        if used and not any(_same(value, v) for _, v in used):
-            places = ', '.join(f'{w}={v!r}' for w, v in used)
-            raise ValueError(
-                f'The config sets {variable}={value!r}, but the dataloaders '
-                f'read {places}: a config variable is substituted when the '
-                'file that uses it is read, so a new value in a child config '
-                'or --cfg-options does not reach them. Set it where it is '
-                f'used (--cfg-options {" ".join(f"{w}=..." for w, _ in used)}'
-                f', and {also}), or edit a copy of the whole config')
+        used = _readers(merged, key)
+        if not used or any(_reads(value, v) for _, v in used):
+            continue
+        if variable not in (options or {}) and any(
+                _reads(cfg.get(variable), v) for _, v in _readers(cfg, key)):
+            continue  # the file used it; the options moved the datasets
+        places = ', '.join(f'{w}={v!r}' for w, v in used)
+        raise ValueError(
+            f'The config sets {variable}={value!r}, but the dataloaders '
+            f'read {places}: a config variable is substituted when the '
+            'file that uses it is read, so a new value in a child config '
+            'or --cfg-options does not reach them. Set it where it is '
+            f'used (--cfg-options {" ".join(f"{w}=..." for w, _ in used)}'
+            f', and {also}), or edit a copy of the whole config')
 
 
 def _is_coco(dataset: Dict[str, Any]) -> bool:

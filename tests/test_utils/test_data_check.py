@@ -282,20 +282,40 @@ def test_a_child_config_setting_data_root_and_classes(tmp_path):
     check_config_variables(Config.fromfile(str(child)))
 
 
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+PETS_ROOTS = {f'{loader}.dataset.data_root': 'data/pets/'
+              for loader in LOADERS}
+
+
 def test_cfg_options_setting_a_variable_or_the_datasets():
-    cfg = load(FINETUNE)
-    cfg.merge_from_dict(dict(classes=('cat', 'dog')))
+    cfg = Config.fromfile(osp.join(REPO, FINETUNE))
     with pytest.raises(ValueError, match=(
             r"sets classes=\('cat', 'dog'\), but the dataloaders read "
             r"train_dataloader.dataset.metainfo.classes=\('rectangle', ")):
-        check_config_variables(cfg, only={'classes': ('cat', 'dog')})
-    # Options that set the datasets' own keys leave the variable behind.
-    options = {f'{loader}.dataset.data_root': 'data/pets/'
-               for loader in ('train_dataloader', 'val_dataloader',
-                              'test_dataloader')}
-    cfg = load(FINETUNE)
-    cfg.merge_from_dict(options)
-    check_config_variables(cfg, only=options)
+        check_config_variables(cfg, {'classes': ('cat', 'dog')})
+    # Options that set the datasets' own keys leave the file's variable
+    # behind: the file used it, the options moved the datasets.
+    check_config_variables(cfg, PETS_ROOTS)
+
+
+def test_child_configs_that_set_the_datasets_pass(tmp_path):
+    """The usual way to point a config at your data (the datasets' keys, not
+    the variable), the error's own advice given as options, and a root
+    variable the datasets extend (``data_root + 'coco/'``)."""
+    base = f"_base_ = {osp.join(REPO, FINETUNE)!r}\n"
+    balloon = tmp_path / 'balloon.py'
+    balloon.write_text(base + ''.join(
+        f"{loader} = dict(dataset=dict(data_root='data/balloon/', "
+        "metainfo=dict(classes=('balloon', ))))\n" for loader in LOADERS))
+    check_config_variables(Config.fromfile(str(balloon)))
+    only_root = tmp_path / 'only_root.py'
+    only_root.write_text(base + "data_root = 'data/pets/'\n")
+    check_config_variables(Config.fromfile(str(only_root)), PETS_ROOTS)
+    under = tmp_path / 'under.py'
+    under.write_text(base + "data_root = 'data/'\n" + ''.join(
+        f"{loader} = dict(dataset=dict(data_root=data_root + 'pets/'))\n"
+        for loader in LOADERS))
+    check_config_variables(Config.fromfile(str(under)))
 
 
 IMAGENET = 'configs/imagenet/conv2former-n_8xb128_in1k.py'
