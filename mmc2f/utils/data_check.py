@@ -61,6 +61,12 @@ def _leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
                 yield where, dataset
 
 
+def _type_name(node: Dict[str, Any]) -> str:
+    """A config node's ``type`` as a name (lazy configs give the class)."""
+    kind = node.get('type')
+    return kind.__name__ if isinstance(kind, type) else str(kind)
+
+
 def _reads(variable: Any, value: Any) -> bool:
     """Whether a dataset's ``value`` comes from the config's ``variable``:
     the same, or (a root) a path under it (``data_root + 'coco/'``)."""
@@ -168,7 +174,7 @@ def _category_names(data: Dict[str, Any]) -> List[str]:
 
 def _loads_masks(dataset: Dict[str, Any]) -> bool:
     return any(
-        isinstance(t, dict) and str(t.get('type')).endswith('LoadAnnotations')
+        isinstance(t, dict) and _type_name(t).endswith('LoadAnnotations')
         and t.get('with_mask') for t in dataset.get('pipeline') or [])
 
 
@@ -220,7 +226,7 @@ def _check_orientation(where: str, path: str, data: Dict[str, Any],
     arrays must have the same shape", or silently misplaced boxes)."""
     loaders = [(i, t) for i, t in enumerate(dataset.get('pipeline') or [])
                if isinstance(t, dict)
-               and str(t.get('type')).endswith('LoadImageFromFile')]
+               and _type_name(t).endswith('LoadImageFromFile')]
     if not loaders or any('ignore_orientation' in str(t.get('color_type'))
                           for _, t in loaders):
         return
@@ -436,8 +442,8 @@ def check_classification_classes(cfg: Config) -> None:
             topk = evaluator.get('topk', ()) if isinstance(
                 evaluator, dict) else ()
             topk = topk if isinstance(topk, (list, tuple)) else (topk, )
-            if limit and topk and max(topk) > limit and str(
-                    evaluator.get('type', '')).endswith('Accuracy'):
+            if limit and topk and max(topk) > limit and _type_name(
+                    evaluator).endswith('Accuracy'):
                 raise ValueError(
                     f'{name} has topk={tuple(topk)}, but the model scores '
                     f'{limit} classes: set {name}.topk to values up to '
@@ -449,49 +455,72 @@ def check_classification_classes(cfg: Config) -> None:
 _LABEL_MAPS_READ = 8
 
 
-def _seg_heads(model: Dict[str, Any]) -> List[Tuple[str, int]]:
-    heads = [('model.decode_head', model.get('decode_head'))]
-    auxiliary = model.get('auxiliary_head')
-    if isinstance(auxiliary, (list, tuple)):
-        heads += [(f'model.auxiliary_head[{i}]', h)
-                  for i, h in enumerate(auxiliary)]
-    else:
-        heads.append(('model.auxiliary_head', auxiliary))
-    return [(f'{where}.num_classes', head['num_classes'])
-            for where, head in heads
+def _seg_heads(model: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
+    """(place, config) of the heads that predict the dataset's classes: the
+    decode head(s) and a single auxiliary head (in a list, auxiliary heads
+    may predict other things, e.g. STDC's 2-class boundary head)."""
+    decode, auxiliary = model.get('decode_head'), model.get('auxiliary_head')
+    heads = ([(f'model.decode_head[{i}]', h) for i, h in enumerate(decode)]
+             if isinstance(decode, (list, tuple)) else
+             [('model.decode_head', decode)])
+    heads.append(('model.auxiliary_head', auxiliary))
+    return [(where, head) for where, head in heads
             if isinstance(head, dict) and 'num_classes' in head]
+
+
+def _default(kind: type, argument: str) -> Any:
+    """The default of one of a dataset class's arguments, or None."""
+    parameter = inspect.signature(kind.__init__).parameters.get(argument)
+    return None if parameter is None else parameter.default
 
 
 def _reduce_zero_label(dataset: Dict[str, Any], kind: type) -> bool:
     for transform in dataset.get('pipeline') or []:
-        if isinstance(transform, dict) and str(
-                transform.get('type')).endswith('LoadAnnotations') and \
+        if isinstance(transform, dict) and _type_name(transform).endswith(
+                'LoadAnnotations') and \
                 transform.get('reduce_zero_label') is not None:
             return bool(transform['reduce_zero_label'])
     if 'reduce_zero_label' in dataset:
         return bool(dataset['reduce_zero_label'])
-    default = inspect.signature(kind.__init__).parameters.get(
-        'reduce_zero_label')
-    return bool(default is not None and default.default is True)
+    return _default(kind, 'reduce_zero_label') is True
+
+
+def _label_map_pairs(dataset: Dict[str, Any],
+                     kind: type) -> Iterator[str]:
+    """The label maps of a sample of the dataset's images, as MMSegmentation
+    pairs them (the image's path, its suffix replaced)."""
+    prefix = dataset.get('data_prefix') or {}
+    if dataset.get('ann_file') or not isinstance(prefix, dict):
+        return
+    root = dataset.get('data_root') or ''
+    images = osp.join(root, prefix.get('img_path', ''))
+    labels = osp.join(root, prefix.get('seg_map_path', ''))
+    img_suffix = dataset.get('img_suffix') or _default(kind, 'img_suffix')
+    seg_suffix = dataset.get('seg_map_suffix') or _default(
+        kind, 'seg_map_suffix')
+    if not (isinstance(img_suffix, str) and isinstance(seg_suffix, str)
+            and osp.isdir(images) and osp.isdir(labels)):
+        return
+    from mmengine.utils import scandir
+    files = sorted(scandir(images, img_suffix, recursive=True))
+    step = max(len(files) // _LABEL_MAPS_READ, 1)
+    for name in files[::step][:_LABEL_MAPS_READ]:
+        path = osp.join(labels, name.replace(img_suffix, seg_suffix))
+        if osp.isfile(path):
+            yield path
 
 
 def _check_label_maps(where: str, dataset: Dict[str, Any], kind: type,
-                      num_classes: int) -> None:
-    prefix = dataset.get('data_prefix') or {}
-    folder = osp.join(dataset.get('data_root') or '',
-                      prefix.get('seg_map_path', '') if isinstance(
-                          prefix, dict) else '')
-    suffix = dataset.get('seg_map_suffix') or getattr(
-        inspect.signature(kind.__init__).parameters.get('seg_map_suffix'),
-        'default', '.png')
-    if dataset.get('ann_file') or not folder or not osp.isdir(folder):
-        return
-    files = sorted(f for f in os.listdir(folder) if f.endswith(suffix))
-    step = max(len(files) // _LABEL_MAPS_READ, 1)
+                      head: Dict[str, Any],
+                      label_map: Optional[Dict[int, int]]) -> None:
+    """Colour label maps, or labels beyond the head once MMSegmentation's
+    LoadAnnotations has mapped them (reduce_zero_label, a class subset's
+    label_map), in a sample of the training set."""
+    num_classes = head['num_classes']
+    ignore = head.get('ignore_index', 255)
     reduce = _reduce_zero_label(dataset, kind)
     from PIL import Image
-    for name in files[::step][:_LABEL_MAPS_READ]:
-        path = osp.join(folder, name)
+    for path in _label_map_pairs(dataset, kind):
         with Image.open(path) as image:
             if image.mode != 'P' and len(image.getbands()) > 1:
                 raise ValueError(
@@ -499,18 +528,19 @@ def _check_label_maps(where: str, dataset: Dict[str, Any], kind: type,
                     'reads label maps as one class index per pixel (a '
                     'grayscale or palette PNG). Convert the colours to '
                     'indices (a palette PNG keeps the colours for viewing)')
-            labels = np.unique(np.asarray(image))
+            labels = np.unique(np.asarray(image)).tolist()
         if reduce:  # 0 is ignored, the others shift down by one
-            labels = labels[labels != 0] - 1
-        labels = labels[labels != 255]  # the ignore index
-        if labels.size and labels.max() >= num_classes:
+            labels = [255 if v in (0, 255) else v - 1 for v in labels]
+        if label_map:  # a subset of the classes: the others are ignored
+            labels = [label_map.get(v, v) for v in labels]
+        labels = [v for v in labels if v not in (255, ignore)]
+        if labels and max(labels) >= num_classes:
             reduced = (' (after reduce_zero_label, which ignores 0: set it '
                        'False where 0 is a class)') if reduce else ''
             raise ValueError(
-                f'{path} has label {int(labels.max())}{reduced}, but the '
-                f'heads have num_classes={num_classes} ({where}): set '
-                'num_classes to the number of classes in decode_head and '
-                'auxiliary_head')
+                f'{path} has label {max(labels)}{reduced}, but the heads '
+                f'have num_classes={num_classes} ({where}): set num_classes '
+                'to the number of classes in decode_head and auxiliary_head')
 
 
 def check_segmentation_labels(cfg: Config) -> None:
@@ -523,12 +553,12 @@ def check_segmentation_labels(cfg: Config) -> None:
     heads = _seg_heads(cfg.get('model') or {})
     if not heads:
         return
-    if len({n for _, n in heads}) > 1:
+    if len({h['num_classes'] for _, h in heads}) > 1:
         raise ValueError(
-            f'The heads count other classes: '
-            f'{", ".join(f"{w}={n}" for w, n in heads)}: set the same '
-            'num_classes in each')
-    num_classes = heads[0][1]
+            'The heads count other classes: ' + ', '.join(
+                f'{w}.num_classes={h["num_classes"]}' for w, h in heads) +
+            ': set the same num_classes in each')
+    (head_at, head), num_classes = heads[0], heads[0][1]['num_classes']
     from mmseg.datasets import BaseSegDataset
     from mmseg.registry import DATASETS
     for where, dataset in _leaf_datasets(cfg):
@@ -537,16 +567,27 @@ def check_segmentation_labels(cfg: Config) -> None:
             kind = DATASETS.get(kind)
         if not (isinstance(kind, type) and issubclass(kind, BaseSegDataset)):
             continue
-        classes = _classes(dataset.get('metainfo') or {}, 'classes') or \
-            kind.METAINFO.get('classes')
+        metainfo = dataset.get('metainfo') or {}
+        classes = _classes(metainfo, 'classes')
+        if classes is None and metainfo.get('classes') is not None:
+            continue  # a class file this machine cannot read
+        whence = 'its metainfo.classes'
+        if classes is None and kind.METAINFO.get('classes') is not None:
+            classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"
         if classes is not None and len(classes) != num_classes:
-            whence = ('its metainfo.classes' if dataset.get('metainfo')
-                      else f"{kind.__name__}'s")
+            # Such a class takes only a subset of its own names.
+            other = (f" (and {where}.type='BaseSegDataset' for names that "
+                     f"are not {kind.__name__}'s)"
+                     if kind.METAINFO.get('classes') else '')
             raise ValueError(
                 f'{where} has {len(classes)} classes ({whence}), but '
-                f'{heads[0][0]}={num_classes}: set '
+                f'{head_at}.num_classes={num_classes}: set '
                 f'{where}.metainfo=dict(classes=(...)) to the names of your '
-                f'{num_classes} classes, or num_classes={len(classes)} in '
-                'every head')
+                f'{num_classes} classes{other}, or num_classes={len(classes)}'
+                ' in every head')
         if where.startswith('train_dataloader'):
-            _check_label_maps(where, dataset, kind, num_classes)
+            try:  # as the dataset maps a subset of its classes
+                label_map = kind.get_label_map(classes)
+            except ValueError:  # names it lacks: the dataset says so
+                continue
+            _check_label_maps(where, dataset, kind, head, label_map)

@@ -9,7 +9,9 @@ import os.path as osp
 import shutil
 import subprocess
 import sys
+from typing import Tuple
 
+import numpy as np
 import pytest
 from mmengine.config import Config
 from PIL import Image
@@ -443,19 +445,66 @@ def test_segmentation_heads_and_classes(ade_root):
     check_segmentation_labels(upernet(ade_root, **four, **classes))
 
 
+def own_segmentation(num_classes: int, classes: Tuple[str, ...]) -> dict:
+    """The README's options for your own ADE20k-layout classes."""
+    options = {'model.decode_head.num_classes': num_classes,
+               'model.auxiliary_head.num_classes': num_classes}
+    for loader in LOADERS:
+        options.update({f'{loader}.dataset.type': 'BaseSegDataset',
+                        f'{loader}.dataset.reduce_zero_label': True,
+                        f'{loader}.dataset.metainfo.classes': classes})
+    return options
+
+
 def test_labels_beyond_the_heads(ade_root):
     """Three classes for labels 0..3: on a GPU a device-side assert, on a
     CPU "Target 3 is out of bounds", both after the model was built."""
-    options = {'model.decode_head.num_classes': 3,
-               'model.auxiliary_head.num_classes': 3}
-    options.update({f'{loader}.dataset.metainfo.classes': ('a', 'b', 'c')
-                    for loader in ('train_dataloader', 'val_dataloader',
-                                   'test_dataloader')})
     with pytest.raises(ValueError, match=(
             r'annotations/training/\w+\.png has label 3 \(after '
             r'reduce_zero_label, which ignores 0: set it False where 0 is a '
             r'class\), but the heads have num_classes=3')):
-        check_segmentation_labels(upernet(ade_root, **options))
+        check_segmentation_labels(
+            upernet(ade_root, **own_segmentation(3, ('a', 'b', 'c'))))
+    check_segmentation_labels(
+        upernet(ade_root, **own_segmentation(4, ('a', 'b', 'c', 'd'))))
+
+
+def test_what_mmsegmentation_maps_away_is_no_label(tmp_path, ade_root):
+    """255 stays ignored under reduce_zero_label (not label 254), and a
+    subset of ADE20K's classes maps the others to 255."""
+    root = tmp_path / 'ade'
+    shutil.copytree(ade_root, root)
+    for path in (root / 'annotations/training').iterdir():
+        labels = np.asarray(Image.open(path)).copy()
+        labels[0, 0] = 255
+        Image.fromarray(labels).save(path)
+    check_segmentation_labels(
+        upernet(str(root), **own_segmentation(4, ('a', 'b', 'c', 'd'))))
+    subset = {'model.decode_head.num_classes': 3,
+              'model.auxiliary_head.num_classes': 3}
+    subset.update({f'{loader}.dataset.metainfo.classes':
+                   ('wall', 'building', 'sky') for loader in LOADERS})
+    check_segmentation_labels(upernet(str(root), **subset))
+
+
+def test_a_boundary_head_beside_the_auxiliary_heads(ade_root):
+    """STDC's auxiliary heads: a list with a 2-class boundary head."""
+    cfg = upernet(ade_root)
+    cfg.model.auxiliary_head = [
+        dict(cfg.model.auxiliary_head),
+        dict(type='STDCHead', num_classes=2, in_channels=256, channels=64)]
+    check_segmentation_labels(cfg)
+
+
+def test_label_maps_are_those_of_the_images(tmp_path, ade_root):
+    """A colour preview beside each label map (a_vis.png) is not read:
+    MMSegmentation pairs each image with its own map."""
+    root = tmp_path / 'ade'
+    shutil.copytree(ade_root, root)
+    for path in list((root / 'annotations/training').iterdir()):
+        Image.open(path).convert('RGB').save(
+            path.with_name(path.stem + '_vis.png'))
+    check_segmentation_labels(upernet(str(root)))
 
 
 def test_colour_label_maps(tmp_path, ade_root):
