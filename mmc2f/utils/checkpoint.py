@@ -469,7 +469,8 @@ def load_pretrained(module: torch.nn.Module,
             with the prefix removed.
         map_location: As for ``torch.load``.
     """
-    if not _URL_START.match(filename) and not osp.exists(filename):
+    if not _URL_START.match(filename) and not osp.exists(
+            osp.expanduser(filename)):
         # The first run of a config whose ImageNet file is not there yet.
         raise FileNotFoundError(
             f'The pretrained backbone file {filename} does not exist: '

@@ -195,13 +195,20 @@ def _check_annotations(where: str, path: str, data: Dict[str, Any],
         return
     ids = {c.get('id') for c in data['categories']
            if str(c.get('name')) in classes}
-    # The annotations CocoDataset.parse_data_info keeps.
-    kept = [
-        a for a in data.get('annotations') or []
-        if a.get('category_id') in ids and not a.get('ignore', False)
-        and a.get('area', 0) > 0 and len(a.get('bbox') or []) == 4
-        and min(a['bbox'][2:]) >= 1
-    ]
+    sizes = {i.get('id'): (i['width'], i['height']) for i in images}
+
+    def is_kept(a: Dict[str, Any]) -> bool:
+        """Whether CocoDataset.parse_data_info keeps the annotation."""
+        box = a.get('bbox') or []
+        if a.get('category_id') not in ids or a.get('ignore', False) or \
+                a.get('area', 0) <= 0 or len(box) != 4 or min(box[2:]) < 1:
+            return False
+        width, height = sizes.get(a.get('image_id'), (0, 0))
+        x, y, w, h = box
+        return min(x + w, width) > max(x, 0) and min(y + h, height) > max(
+            y, 0)
+
+    kept = [a for a in data.get('annotations') or [] if is_kept(a)]
     maskless = [a.get('id') for a in kept if not a.get('segmentation')]
     if maskless:
         raise ValueError(
@@ -227,8 +234,12 @@ def _check_orientation(where: str, path: str, data: Dict[str, Any],
     loaders = [(i, t) for i, t in enumerate(dataset.get('pipeline') or [])
                if isinstance(t, dict)
                and _type_name(t).endswith('LoadImageFromFile')]
-    if not loaders or any('ignore_orientation' in str(t.get('color_type'))
-                          for _, t in loaders):
+    # mmcv applies the orientation for 'color' and 'grayscale' read by cv2 or
+    # pillow; 'unchanged', '*_ignore_orientation' and turbojpeg leave it.
+    if not loaders or any(
+            t.get('color_type', 'color') not in ('color', 'grayscale')
+            or t.get('imdecode_backend', 'cv2') not in ('cv2', 'pillow')
+            for _, t in loaders):
         return
     prefix = dataset.get('data_prefix') or {}
     folder = osp.join(dataset.get('data_root') or '',
@@ -363,10 +374,11 @@ def _classification_classes(
     kind = dataset.get('type')
     if isinstance(kind, str):
         kind = DATASETS.get(kind)
-    if not (isinstance(kind, type) and issubclass(kind, CustomDataset)):
-        return None
-    data_root = dataset.get('data_root') or ''
     split = dataset.get('split') or ''
+    if not (isinstance(kind, type) and issubclass(kind, CustomDataset)) or \
+            dataset.get('with_label') is False or split == 'test':
+        return None  # unlabelled images (ImageNet's test split) count none
+    data_root = dataset.get('data_root') or ''
     prefix = dataset.get('data_prefix') or split
     if isinstance(prefix, dict):
         prefix = prefix.get('img_path', '')
@@ -379,8 +391,12 @@ def _classification_classes(
     if not ann_file and root and osp.isdir(root):
         root = osp.normpath(root)
         folders = sorted(
-            d for d in os.listdir(root) if osp.isdir(osp.join(root, d)))
-    classes = _classes(dataset.get('metainfo') or {}, 'classes')
+            d for d in os.listdir(root)
+            if osp.isdir(osp.join(root, d))) or None  # none: images only
+    metainfo = dataset.get('metainfo') or {}
+    classes = _classes(metainfo, 'classes')
+    if classes is None and metainfo.get('classes') is not None:
+        return None  # a class file this machine cannot read
     whence = 'its metainfo.classes'
     if classes is None and kind.METAINFO.get('classes') is not None:
         classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"

@@ -329,6 +329,13 @@ def test_a_missing_pretrained_file_says_how_to_get_one(tmp_path):
     assert '--cfg-options model.backbone.init_cfg=None' in message
 
 
+def test_a_pretrained_file_under_home_is_found(tmp_path, monkeypatch):
+    """``~/...`` as mmengine's loader reads it, not "does not exist"."""
+    monkeypatch.setenv('HOME', str(tmp_path))
+    _save_backbone_checkpoint(str(tmp_path / 'p.pth'), SMALL)
+    _pretrained_backbone('~/p.pth').init_weights()
+
+
 def test_checkpoint_permissions_follow_umask(tmp_path):
     """Atomic writes give the permissions a plain open() would, not
     mkstemp's owner-only 0600."""

@@ -201,6 +201,17 @@ def test_box_only_annotations_for_a_mask_head(tmp_path, data_root):
             finetune(_edited_copy(tmp_path, data_root, drop_masks)))
 
 
+def test_a_box_outside_its_image_needs_no_mask(tmp_path, data_root):
+    """CocoDataset drops a box outside its image before loading masks."""
+    def outside(data):
+        annotation = data['annotations'][0]
+        del annotation['segmentation']
+        annotation['bbox'] = [100, 100, 5, 5]
+
+    check_detection_classes(
+        finetune(_edited_copy(tmp_path, data_root, outside)))
+
+
 def test_images_without_their_size(tmp_path, data_root):
     def drop_height(data):
         del data['images'][0]['height']
@@ -237,11 +248,14 @@ def test_photos_annotated_at_their_stored_size_but_turned_by_exif(
             r'.*--cfg-options train_dataloader.dataset.pipeline.0.color_type='
             r'color_ignore_orientation')):
         check_detection_classes(finetune(root))
-    cfg = finetune(root)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.pipeline[0].color_type = \
-            'color_ignore_orientation'
-    check_detection_classes(cfg)
+    # Loaders that leave the orientation: the stored size is right.
+    for setting in (dict(color_type='color_ignore_orientation'),
+                    dict(color_type='unchanged'),
+                    dict(imdecode_backend='turbojpeg')):
+        cfg = finetune(root)
+        for loader in LOADERS:
+            cfg[loader].dataset.pipeline[0].update(setting)
+        check_detection_classes(cfg)
 
 
 def train_py(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -397,6 +411,18 @@ def test_classifier_classes_from_an_annotation_file(tmp_path):
             r'model.head.num_classes=4, but train_dataloader.dataset has 5 '
             r'classes \(labels up to 4 in .*train.txt\)')):
         check_classification_classes(cfg)
+
+
+def test_unlabelled_test_images_count_no_classes(tmp_path):
+    """Testing on a flat folder of images (no labels, no train data here)."""
+    (tmp_path / 'a.jpg').write_bytes(b'')
+    cfg = load(IMAGENET)
+    for loader in LOADERS:
+        cfg[loader].dataset = dict(
+            type='CustomDataset', data_root=str(tmp_path), with_label=False,
+            pipeline=cfg[loader].dataset.pipeline)
+    cfg.model.head.num_classes = 10
+    check_classification_classes(cfg)
 
 
 def test_the_imagenet_configs_pass():
