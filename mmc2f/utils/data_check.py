@@ -61,6 +61,19 @@ def _leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
                 yield where, dataset
 
 
+def _dataset_class(dataset: Dict[str, Any], registry: Any,
+                   base: type) -> Optional[type]:
+    """The dataset's class where it is a ``base``; None for other types, or
+    for one the registry cannot import here (an optional package's)."""
+    kind = dataset.get('type')
+    if isinstance(kind, str):
+        try:
+            kind = registry.get(kind)
+        except Exception:  # noqa: B902 the dataset reports it when built
+            return None
+    return kind if isinstance(kind, type) and issubclass(kind, base) else None
+
+
 def _type_name(node: Dict[str, Any]) -> str:
     """A config node's ``type`` as a name (lazy configs give the class)."""
     kind = node.get('type')
@@ -149,10 +162,7 @@ def check_config_variables(cfg: Config,
 def _is_coco(dataset: Dict[str, Any]) -> bool:
     from mmdet.datasets import CocoDataset
     from mmdet.registry import DATASETS
-    kind = dataset.get('type')
-    if isinstance(kind, str):
-        kind = DATASETS.get(kind)
-    return isinstance(kind, type) and issubclass(kind, CocoDataset)
+    return _dataset_class(dataset, DATASETS, CocoDataset) is not None
 
 
 def _read_coco(path: str) -> Dict[str, Any]:
@@ -371,12 +381,9 @@ def _classification_classes(
     ``split`` is read as it reads it (the folder, ``meta/SPLIT.txt``)."""
     from mmpretrain.datasets import CustomDataset
     from mmpretrain.registry import DATASETS
-    kind = dataset.get('type')
-    if isinstance(kind, str):
-        kind = DATASETS.get(kind)
+    kind = _dataset_class(dataset, DATASETS, CustomDataset)
     split = dataset.get('split') or ''
-    if not (isinstance(kind, type) and issubclass(kind, CustomDataset)) or \
-            dataset.get('with_label') is False or split == 'test':
+    if kind is None or dataset.get('with_label') is False or split == 'test':
         return None  # unlabelled images (ImageNet's test split) count none
     data_root = dataset.get('data_root') or ''
     prefix = dataset.get('data_prefix') or split
@@ -397,9 +404,12 @@ def _classification_classes(
     classes = _classes(metainfo, 'classes')
     if classes is None and metainfo.get('classes') is not None:
         return None  # a class file this machine cannot read
-    whence = 'its metainfo.classes'
+    whence, exact = 'its metainfo.classes', True
     if classes is None and kind.METAINFO.get('classes') is not None:
+        # Without the folders, the labels may come from a file (an
+        # ImageNet-type set of 21k classes): a lower bound.
         classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"
+        exact = folders is not None
     if classes is not None:
         if folders is not None and len(folders) != len(classes):
             raise ValueError(
@@ -407,7 +417,7 @@ def _classification_classes(
                 f'has {len(folders)} class sub-folders {folders[:10]}: set '
                 f'{where}.metainfo.classes to their {len(folders)} names, in '
                 'this (sorted) order, which MMPretrain numbers them in')
-        return len(classes), True, whence
+        return len(classes), exact, whence
     if folders is not None:
         return len(folders), True, f'the sub-folders of {root}: {folders}'
     path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
@@ -578,10 +588,8 @@ def check_segmentation_labels(cfg: Config) -> None:
     from mmseg.datasets import BaseSegDataset
     from mmseg.registry import DATASETS
     for where, dataset in _leaf_datasets(cfg):
-        kind = dataset.get('type')
-        if isinstance(kind, str):
-            kind = DATASETS.get(kind)
-        if not (isinstance(kind, type) and issubclass(kind, BaseSegDataset)):
+        kind = _dataset_class(dataset, DATASETS, BaseSegDataset)
+        if kind is None:
             continue
         metainfo = dataset.get('metainfo') or {}
         classes = _classes(metainfo, 'classes')
@@ -590,6 +598,11 @@ def check_segmentation_labels(cfg: Config) -> None:
         whence = 'its metainfo.classes'
         if classes is None and kind.METAINFO.get('classes') is not None:
             classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"
+        if classes is not None and len(classes) == num_classes + 1:
+            # A head for all but class 0 (VOC's background), which
+            # reduce_zero_label or a mask-classification head's "no object"
+            # takes: its labels follow rules of its own.
+            continue
         if classes is not None and len(classes) != num_classes:
             # Such a class takes only a subset of its own names.
             other = (f" (and {where}.type='BaseSegDataset' for names that "
@@ -604,6 +617,6 @@ def check_segmentation_labels(cfg: Config) -> None:
         if where.startswith('train_dataloader'):
             try:  # as the dataset maps a subset of its classes
                 label_map = kind.get_label_map(classes)
-            except ValueError:  # names it lacks: the dataset says so
-                continue
+            except Exception:  # noqa: B902 names it lacks, or a map that
+                continue  # needs the data (DSDL): the dataset says so
             _check_label_maps(where, dataset, kind, head, label_map)

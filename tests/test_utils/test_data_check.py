@@ -542,3 +542,22 @@ def test_colour_label_maps(tmp_path, ade_root):
             r'\.png is a RGB colour image: MMSegmentation reads label maps '
             r'as one class index per pixel')):
         check_segmentation_labels(upernet(str(root)))
+
+
+@pytest.mark.parametrize('library, config', [
+    # A mask-classification head for VOC's 20 classes beside background.
+    ('mmseg', 'san/san-vit-b16_voc12aug-640x640.py'),
+    # A dataset whose label map needs its data (and an optional package).
+    ('mmseg', 'dsdl/voc.py'),
+    # A 21k-class head on an ImageNet-type set whose labels are in a file.
+    ('mmpretrain', 'efficientnet_v2/efficientnetv2-s_8xb32_in21k.py'),
+    # Roots the datasets extend (data_root + 'coco/').
+    ('mmdet', 'mm_grounding_dino/odinw/'
+     'grounding_dino_swin-t_pretrain_odinw35.py'),
+])
+def test_library_configs_of_other_conventions_pass(library, config):
+    from mmc2f.utils.cli import library_file
+    cfg = Config.fromfile(library_file(library, 'configs', config))
+    for check in (check_config_variables, check_detection_classes,
+                  check_classification_classes, check_segmentation_labels):
+        check(cfg)
