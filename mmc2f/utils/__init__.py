@@ -12,6 +12,7 @@ __all__ = [
     'CheckpointLoadError', 'atomic_open', 'check_classification_classes',
     'check_config_variables', 'check_detection_classes',
     'check_feature_channels', 'check_segmentation_labels',
-    'check_trained_checkpoint', 'download_checkpoint', 'load_pretrained', 'register_atomic_local_backend',
-    'register_safe_loaders', 'safe_torch_load', 'safe_torch_load_bytes'
+    'check_trained_checkpoint', 'download_checkpoint', 'load_pretrained',
+    'register_atomic_local_backend', 'register_safe_loaders',
+    'safe_torch_load', 'safe_torch_load_bytes'
 ]

@@ -86,7 +86,8 @@ def _reads(variable: Any, value: Any) -> bool:
     if isinstance(variable, str) and isinstance(value, str):
         return osp.normpath(value) == osp.normpath(variable) or \
             value.startswith(variable)
-    if isinstance(variable, (list, tuple)) and isinstance(value, (list, tuple)):
+    if isinstance(variable, (list, tuple)) and isinstance(
+            value, (list, tuple)):
         return list(variable) == list(value)
     return variable == value
 
@@ -373,7 +374,8 @@ def check_detection_classes(cfg: Config) -> None:
 
 
 def _classification_classes(
-        where: str, dataset: Dict[str, Any]) -> Optional[Tuple[int, bool, str]]:
+        where: str,
+        dataset: Dict[str, Any]) -> Optional[Tuple[int, bool, str]]:
     """(count, exact, whence) of the classes an MMPretrain dataset reads:
     its ``metainfo.classes`` or its class's own (``ImageNet``'s 1000), else
     the sub-folders of a folder-layout set (exact), else the largest label

@@ -19,7 +19,8 @@ def test_config_without_library_scope_is_refused(tmp_path):
 def test_tta_on_a_config_without_it_says_which_configs_have_it(tmp_path):
     result = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools/test.py'),
-         'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py',
+         'configs/mask_rcnn/'
+         'mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py',
          str(tmp_path / 'epoch_36.pth'), '--tta'],
         cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 1

@@ -430,7 +430,8 @@ def test_the_imagenet_configs_pass():
         check_classification_classes(Config.fromfile(path))
 
 
-UPERNET = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'
+UPERNET = ('configs/upernet/'
+           'upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py')
 
 
 @pytest.fixture(scope='module')
