@@ -31,6 +31,7 @@ import json
 import os
 import os.path as osp
 import sys
+import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import mmcv
@@ -230,6 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(vis_dir, exist_ok=True)
     os.makedirs(pred_dir, exist_ok=True)
     skipped = []
+    first_failure = ''
     for image in images:
         error = decode_error(image)
         if not error:
@@ -238,6 +240,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             except Exception as failure:  # noqa: B902 one image's, not all
                 error = (f'its prediction failed: '
                          f'{type(failure).__name__}: {failure}')
+                first_failure = first_failure or traceback.format_exc()
         if error:
             print(f'{image}: skipped, {error}', file=sys.stderr)
             skipped.append(image)
@@ -252,6 +255,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if skipped:
         print(f'{len(skipped)} file(s) could not be read or predicted and '
               f'were skipped: {skipped}', file=sys.stderr)
+    if first_failure and len(skipped) == len(images):
+        # Nothing predicted: a fault of the model or the set-up, not of one
+        # image; where it arose.
+        print(f'No image was predicted; the first failure:\n{first_failure}',
+              file=sys.stderr)
     return int(bool(skipped))
 
 

@@ -1,7 +1,9 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """A config's data checked before any work starts: its ``data_root`` and
-``classes`` variables against what the dataloaders read, and a detection
-config's ``classes`` against its COCO-format annotation files and its heads.
+``classes`` variables against what the dataloaders read; a detection
+config's ``classes`` against its COCO-format annotation files and its heads;
+a classifier's heads against its classes; a segmentor's heads against its
+classes and a sample of its label maps.
 
 A config variable is substituted where the file that uses it is read: a
 child config or ``--cfg-options`` that sets ``data_root`` or ``classes``
@@ -29,8 +31,7 @@ import inspect
 import json
 import os
 import os.path as osp
-from typing import (Any, Dict, Iterable, Iterator, List, Optional, Set,
-                    Tuple)
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -53,8 +54,9 @@ def _leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
             if not isinstance(dataset, dict):
                 continue
             if isinstance(dataset.get('datasets'), (list, tuple)):
-                stack += [(f'{where}.datasets[{i}]', d)
-                          for i, d in enumerate(dataset['datasets'])]
+                # Dotted indices, as --cfg-options takes them; in order.
+                stack += reversed([(f'{where}.datasets.{i}', d)
+                                   for i, d in enumerate(dataset['datasets'])])
             elif isinstance(dataset.get('dataset'), dict):
                 stack.append((f'{where}.dataset', dataset['dataset']))
             else:
@@ -80,16 +82,45 @@ def _type_name(node: Dict[str, Any]) -> str:
     return kind.__name__ if isinstance(kind, type) else str(kind)
 
 
-def _reads(variable: Any, value: Any) -> bool:
-    """Whether a dataset's ``value`` comes from the config's ``variable``:
-    the same, or (a root) a path under it (``data_root + 'coco/'``)."""
-    if isinstance(variable, str) and isinstance(value, str):
-        return osp.normpath(value) == osp.normpath(variable) or \
-            value.startswith(variable)
+def _transforms(dataset: Dict[str, Any],
+                name: str) -> List[Tuple[int, Dict[str, Any]]]:
+    """(index, config) of the dataset's pipeline transforms of type
+    ``name`` (scoped or not)."""
+    return [(i, t) for i, t in enumerate(dataset.get('pipeline') or [])
+            if isinstance(t, dict) and _type_name(t).endswith(name)]
+
+
+def _spread(items: List[Any], count: int) -> List[Any]:
+    """At most ``count`` of the items, evenly spaced."""
+    return items[::max(len(items) // count, 1)][:count]
+
+
+def _dataset_classes(dataset: Dict[str, Any], kind: type
+                     ) -> Tuple[Optional[List[str]], str, bool]:
+    """(classes, whence, readable): the dataset's ``metainfo.classes``, else
+    its class's own; ``readable`` is False for a class file this machine
+    cannot read (nothing is then known)."""
+    metainfo = dataset.get('metainfo') or {}
+    classes = _classes(metainfo, 'classes')
+    if classes is None and metainfo.get('classes') is not None:
+        return None, '', False
+    if classes is None and kind.METAINFO.get('classes') is not None:
+        return list(kind.METAINFO['classes']), f"{kind.__name__}'s", True
+    return classes, 'its metainfo.classes', True
+
+
+def _reads(variable: Any, value: Any) -> int:
+    """How closely a dataset's ``value`` follows the config's ``variable``:
+    0 not at all; for a root, the length of the variable it extends
+    (``data_root + 'coco/'``), so the longer of two roots wins."""
+    if isinstance(variable, str) and isinstance(value, str) and variable:
+        root = osp.normpath(variable)
+        return len(root) if osp.normpath(value) == root or \
+            value.startswith(root + '/') else 0
     if isinstance(variable, (list, tuple)) and isinstance(
             value, (list, tuple)):
-        return list(variable) == list(value)
-    return variable == value
+        return int(list(variable) == list(value))
+    return int(variable is not None and variable == value)
 
 
 # The variables that configs pass to their datasets: the dataset key that
@@ -101,16 +132,29 @@ _VARIABLES = {
 
 
 def _assigned(path: Optional[str]) -> Set[str]:
-    """The names a config file assigns at its top level."""
-    if not path or not osp.isfile(path):
+    """The names a Python config file assigns at its top level."""
+    if not path or not path.endswith('.py') or not osp.isfile(path):
         return set()
-    with open(path) as f:
+    with open(path, encoding='utf-8') as f:
         tree = ast.parse(f.read(), path)
     return {target.id for node in tree.body
             if isinstance(node, (ast.Assign, ast.AnnAssign))
             for target in (node.targets if isinstance(node, ast.Assign)
                            else [node.target])
             if isinstance(target, ast.Name)}
+
+
+def _base_value(path: str, variable: str) -> Any:
+    """The variable's value in the ``_base_`` files of a Python config (at
+    most one of them may set it), or None."""
+    if not path.endswith('.py'):
+        return None
+    for base in Config._get_base_files(path):
+        value = Config.fromfile(Config._get_cfg_path(base, path)[0]).get(
+            variable)
+        if value is not None:
+            return value
+    return None
 
 
 def _readers(cfg: Config, key: Tuple[str, ...]) -> List[Tuple[str, Any]]:
@@ -127,37 +171,45 @@ def _readers(cfg: Config, key: Tuple[str, ...]) -> List[Tuple[str, Any]]:
 
 def check_config_variables(cfg: Config,
                            options: Optional[Dict[str, Any]] = None) -> None:
-    """ValueError where ``data_root`` or ``classes``, set by the config file
-    itself or by ``options`` (``--cfg-options``, not yet merged into
-    ``cfg``), reach no dataset: every dataset that sets its own reads another
-    value, because the variable was set after the file that used it was
-    read (a child config, the options).
+    """ValueError where ``data_root`` or ``classes`` was set anew, by the
+    config file over its ``_base_`` or by ``options`` (``--cfg-options``, not
+    yet merged into ``cfg``), and no dataset follows it while datasets still
+    read the old value: the variable was set after the file that used it was
+    read.
 
-    A child config that sets the datasets' keys and not the variable, a
-    file whose own datasets read its variable (whatever the options then set
-    in them), and options that set the datasets' keys, all pass.
+    A child config that sets the datasets' keys and not the variable,
+    options that set the datasets' keys, and a child whose variable reaches
+    some of the datasets, pass.
     """
     merged = copy.deepcopy(cfg)
     merged.merge_from_dict(options or {})
-    assigned = _assigned(cfg.filename)
     for variable, (key, also) in _VARIABLES.items():
-        value = merged.get(variable)
-        if not value or variable not in assigned | set(options or ()):
+        new = merged.get(variable)
+        if not new:
             continue
-        used = _readers(merged, key)
-        if not used or any(_reads(value, v) for _, v in used):
+        if variable in (options or {}):
+            old = cfg.get(variable)
+        elif variable in _assigned(cfg.filename):
+            old = _base_value(cfg.filename, variable)
+        else:
             continue
-        if variable not in (options or {}) and any(
-                _reads(cfg.get(variable), v) for _, v in _readers(cfg, key)):
-            continue  # the file used it; the options moved the datasets
-        places = ', '.join(f'{w}={v!r}' for w, v in used)
-        raise ValueError(
-            f'The config sets {variable}={value!r}, but the dataloaders '
-            f'read {places}: a config variable is substituted when the '
-            'file that uses it is read, so a new value in a child config '
-            'or --cfg-options does not reach them. Set it where it is '
-            f'used (--cfg-options {" ".join(f"{w}=..." for w, _ in used)}'
-            f', and {also}), or edit a copy of the whole config')
+        readers = _readers(merged, key)
+        # Where some dataset follows the new value, others may keep the old
+        # one by design (a child that evaluates elsewhere).
+        if any(_reads(new, v) > _reads(old, v) for _, v in readers):
+            continue
+        stale = [(w, v) for w, v in readers
+                 if old is None or _reads(old, v)]
+        if stale:
+            places = ', '.join(f'{w}={v!r}' for w, v in stale)
+            raise ValueError(
+                f'The config sets {variable}={new!r}, but the dataloaders '
+                f'read {places}: a config variable is substituted when the '
+                'file that uses it is read, so a new value in a child config '
+                'or --cfg-options does not reach them. Set it where it is '
+                'used (--cfg-options '
+                f'{" ".join(f"{w}=..." for w, _ in stale)}, and {also}), or '
+                'edit a copy of the whole config')
 
 
 def _is_coco(dataset: Dict[str, Any]) -> bool:
@@ -184,9 +236,8 @@ def _category_names(data: Dict[str, Any]) -> List[str]:
 
 
 def _loads_masks(dataset: Dict[str, Any]) -> bool:
-    return any(
-        isinstance(t, dict) and _type_name(t).endswith('LoadAnnotations')
-        and t.get('with_mask') for t in dataset.get('pipeline') or [])
+    return any(t.get('with_mask')
+               for _, t in _transforms(dataset, 'LoadAnnotations'))
 
 
 def _check_annotations(where: str, path: str, data: Dict[str, Any],
@@ -196,7 +247,8 @@ def _check_annotations(where: str, path: str, data: Dict[str, Any],
     annotation it keeps, which else fail as KeyError: 'height' or 'mask'."""
     images = data.get('images') or []
     sizeless = [i.get('file_name', i.get('id')) for i in images
-                if not {'height', 'width'} <= i.keys()]
+                if not all(isinstance(i.get(k), (int, float))
+                           for k in ('height', 'width'))]
     if sizeless:
         raise ValueError(
             f'{len(sizeless)} of the {len(images)} images of {path} lack '
@@ -242,9 +294,7 @@ def _check_orientation(where: str, path: str, data: Dict[str, Any],
     """A photo whose EXIF orientation turns it, annotated at its stored size:
     the image loader turns it and the masks do not (BitmapMasks' "all input
     arrays must have the same shape", or silently misplaced boxes)."""
-    loaders = [(i, t) for i, t in enumerate(dataset.get('pipeline') or [])
-               if isinstance(t, dict)
-               and _type_name(t).endswith('LoadImageFromFile')]
+    loaders = _transforms(dataset, 'LoadImageFromFile')
     # mmcv applies the orientation for 'color' and 'grayscale' read by cv2 or
     # pillow; 'unchanged', '*_ignore_orientation' and turbojpeg leave it.
     if not loaders or any(
@@ -256,10 +306,8 @@ def _check_orientation(where: str, path: str, data: Dict[str, Any],
     folder = osp.join(dataset.get('data_root') or '',
                       prefix.get('img', '') if isinstance(prefix, dict)
                       else '')
-    images = data.get('images') or []
-    step = max(len(images) // _IMAGES_OPENED, 1)
     from PIL import Image
-    for info in images[::step][:_IMAGES_OPENED]:
+    for info in _spread(data.get('images') or [], _IMAGES_OPENED):
         file = osp.join(folder, str(info.get('file_name', '')))
         try:
             with Image.open(file) as image:
@@ -310,7 +358,7 @@ def _head_num_classes(model: Dict[str, Any]) -> Iterator[Tuple[str, int]]:
     while stack:
         where, node, is_head = stack.pop()
         if isinstance(node, (list, tuple)):  # a cascade's stages
-            stack += [(f'{where}[{i}]', n, is_head)
+            stack += [(f'{where}.{i}', n, is_head)
                       for i, n in enumerate(node)]
         elif isinstance(node, dict):
             if is_head and isinstance(node.get('num_classes'), int):
@@ -333,7 +381,8 @@ def check_detection_classes(cfg: Config) -> None:
     ``metainfo.classes`` that their annotation files lack or order otherwise,
     or that the heads' ``num_classes`` does not count.
 
-    Their annotation files are checked by :func:`_check_annotations` too.
+    Their annotation files are checked by :func:`_check_annotations` and
+    :func:`_check_orientation` too.
     Datasets without ``classes`` of their own are not checked; an annotation
     file that is not a local file (yet) is not read (the dataset itself then
     says so).
@@ -358,10 +407,17 @@ def check_detection_classes(cfg: Config) -> None:
         if osp.isfile(path):
             if path not in read:
                 read[path] = _read_coco(path)
-            _check_order(where, classes, path, _category_names(read[path]))
-            _check_annotations(where, path, read[path], classes,
-                               _loads_masks(dataset))
-            _check_orientation(where, path, read[path], dataset)
+            try:
+                _check_order(where, classes, path,
+                             _category_names(read[path]))
+                _check_annotations(where, path, read[path], classes,
+                                   _loads_masks(dataset))
+                _check_orientation(where, path, read[path], dataset)
+            except (AttributeError, IndexError, KeyError, TypeError) as error:
+                raise ValueError(
+                    f'{path} has an entry of an unexpected form '
+                    f'({type(error).__name__}: {error}): it is not a '
+                    'well-formed COCO annotation file') from None
     if counted is None:
         return
     where, count = counted
@@ -402,16 +458,12 @@ def _classification_classes(
         folders = sorted(
             d for d in os.listdir(root)
             if osp.isdir(osp.join(root, d))) or None  # none: images only
-    metainfo = dataset.get('metainfo') or {}
-    classes = _classes(metainfo, 'classes')
-    if classes is None and metainfo.get('classes') is not None:
-        return None  # a class file this machine cannot read
-    whence, exact = 'its metainfo.classes', True
-    if classes is None and kind.METAINFO.get('classes') is not None:
-        # Without the folders, the labels may come from a file (an
-        # ImageNet-type set of 21k classes): a lower bound.
-        classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"
-        exact = folders is not None
+    classes, whence, readable = _dataset_classes(dataset, kind)
+    if not readable:
+        return None
+    # The class's own names without the folders seen: the labels may come
+    # from a file (an ImageNet-type set of 21k classes), a lower bound.
+    exact = folders is not None or whence == 'its metainfo.classes'
     if classes is not None:
         if folders is not None and len(folders) != len(classes):
             raise ValueError(
@@ -440,25 +492,29 @@ def check_classification_classes(cfg: Config) -> None:
     the inferencer then fails on an index its classes lack."""
     if cfg.get('default_scope') != 'mmpretrain':
         return
-    found = next(
-        ((where, counted) for where, dataset in _leaf_datasets(cfg)
-         if (counted := _classification_classes(where, dataset))), None)
-    if found is None:
+    # Every dataset (each one's folders against its classes); the first
+    # counted, the training set's, against the model.
+    counted = [(where, found) for where, dataset in _leaf_datasets(cfg)
+               if (found := _classification_classes(where, dataset))]
+    if not counted:
         return
-    where, (count, exact, whence) = found
+    where, (count, exact, whence) = counted[0]
     model = cfg.get('model') or {}
+    preprocessor_at = ('model.data_preprocessor'
+                       if model.get('data_preprocessor') else
+                       'data_preprocessor')
     preprocessor = model.get('data_preprocessor') or cfg.get(
         'data_preprocessor') or {}
     for place, value in (('model.head.num_classes',
                           (model.get('head') or {}).get('num_classes')),
-                         ('data_preprocessor.num_classes',
+                         (f'{preprocessor_at}.num_classes',
                           preprocessor.get('num_classes'))):
         if value is None or value == count or (not exact and value > count):
             continue
         raise ValueError(
             f'{place}={value}, but {where} has {count} classes ({whence}): '
             f'set model.head.num_classes={count} and '
-            f'data_preprocessor.num_classes={count} (the Mixup/CutMix '
+            f'{preprocessor_at}.num_classes={count} (the Mixup/CutMix '
             'targets)')
     # Top-k of more scores than the head gives fails in the evaluator.
     limit = (model.get('head') or {}).get('num_classes') or (
@@ -488,7 +544,7 @@ def _seg_heads(model: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
     decode head(s) and a single auxiliary head (in a list, auxiliary heads
     may predict other things, e.g. STDC's 2-class boundary head)."""
     decode, auxiliary = model.get('decode_head'), model.get('auxiliary_head')
-    heads = ([(f'model.decode_head[{i}]', h) for i, h in enumerate(decode)]
+    heads = ([(f'model.decode_head.{i}', h) for i, h in enumerate(decode)]
              if isinstance(decode, (list, tuple)) else
              [('model.decode_head', decode)])
     heads.append(('model.auxiliary_head', auxiliary))
@@ -497,16 +553,16 @@ def _seg_heads(model: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
 
 
 def _default(kind: type, argument: str) -> Any:
-    """The default of one of a dataset class's arguments, or None."""
+    """The default of one of a dataset class's arguments, or None (no such
+    argument, or no default)."""
     parameter = inspect.signature(kind.__init__).parameters.get(argument)
-    return None if parameter is None else parameter.default
+    return None if parameter is None or \
+        parameter.default is inspect.Parameter.empty else parameter.default
 
 
 def _reduce_zero_label(dataset: Dict[str, Any], kind: type) -> bool:
-    for transform in dataset.get('pipeline') or []:
-        if isinstance(transform, dict) and _type_name(transform).endswith(
-                'LoadAnnotations') and \
-                transform.get('reduce_zero_label') is not None:
+    for _, transform in _transforms(dataset, 'LoadAnnotations'):
+        if transform.get('reduce_zero_label') is not None:
             return bool(transform['reduce_zero_label'])
     if 'reduce_zero_label' in dataset:
         return bool(dataset['reduce_zero_label'])
@@ -531,14 +587,13 @@ def _label_map_pairs(dataset: Dict[str, Any],
         return
     from mmengine.utils import scandir
     files = sorted(scandir(images, img_suffix, recursive=True))
-    step = max(len(files) // _LABEL_MAPS_READ, 1)
-    for name in files[::step][:_LABEL_MAPS_READ]:
-        path = osp.join(labels, name.replace(img_suffix, seg_suffix))
+    for name in _spread(files, _LABEL_MAPS_READ):
+        path = osp.join(labels, name[:-len(img_suffix)] + seg_suffix)
         if osp.isfile(path):
             yield path
 
 
-def _check_label_maps(where: str, dataset: Dict[str, Any], kind: type,
+def _check_label_maps(head_at: str, dataset: Dict[str, Any], kind: type,
                       head: Dict[str, Any],
                       label_map: Optional[Dict[int, int]]) -> None:
     """Colour label maps, or labels beyond the head once MMSegmentation's
@@ -566,9 +621,9 @@ def _check_label_maps(where: str, dataset: Dict[str, Any], kind: type,
             reduced = (' (after reduce_zero_label, which ignores 0: set it '
                        'False where 0 is a class)') if reduce else ''
             raise ValueError(
-                f'{path} has label {max(labels)}{reduced}, but the heads '
-                f'have num_classes={num_classes} ({where}): set num_classes '
-                'to the number of classes in decode_head and auxiliary_head')
+                f'{path} has label {max(labels)}{reduced}, but '
+                f'{head_at}.num_classes={num_classes}: set num_classes to '
+                'the number of classes in decode_head and auxiliary_head')
 
 
 def check_segmentation_labels(cfg: Config) -> None:
@@ -593,19 +648,14 @@ def check_segmentation_labels(cfg: Config) -> None:
         kind = _dataset_class(dataset, DATASETS, BaseSegDataset)
         if kind is None:
             continue
-        metainfo = dataset.get('metainfo') or {}
-        classes = _classes(metainfo, 'classes')
-        if classes is None and metainfo.get('classes') is not None:
-            continue  # a class file this machine cannot read
-        whence = 'its metainfo.classes'
-        if classes is None and kind.METAINFO.get('classes') is not None:
-            classes, whence = kind.METAINFO['classes'], f"{kind.__name__}'s"
-        if classes is not None and len(classes) == num_classes + 1:
-            # A head for all but class 0 (VOC's background), which
-            # reduce_zero_label or a mask-classification head's "no object"
-            # takes: its labels follow rules of its own.
+        classes, whence, readable = _dataset_classes(dataset, kind)
+        if not readable:
             continue
-        if classes is not None and len(classes) != num_classes:
+        # One class more than the heads: class 0 (VOC's background) left to
+        # reduce_zero_label or a mask-classification head's "no object";
+        # the label maps below still tell.
+        if classes is not None and len(classes) not in (num_classes,
+                                                        num_classes + 1):
             # Such a class takes only a subset of its own names.
             other = (f" (and {where}.type='BaseSegDataset' for names that "
                      f"are not {kind.__name__}'s)"
@@ -613,7 +663,7 @@ def check_segmentation_labels(cfg: Config) -> None:
             raise ValueError(
                 f'{where} has {len(classes)} classes ({whence}), but '
                 f'{head_at}.num_classes={num_classes}: set '
-                f'{where}.metainfo=dict(classes=(...)) to the names of your '
+                f'{where}.metainfo.classes=(...) to the names of your '
                 f'{num_classes} classes{other}, or num_classes={len(classes)}'
                 ' in every head')
         if where.startswith('train_dataloader'):
@@ -621,4 +671,4 @@ def check_segmentation_labels(cfg: Config) -> None:
                 label_map = kind.get_label_map(classes)
             except Exception:  # noqa: B902 names it lacks, or a map that
                 continue  # needs the data (DSDL): the dataset says so
-            _check_label_maps(where, dataset, kind, head, label_map)
+            _check_label_maps(head_at, dataset, kind, head, label_map)

@@ -296,6 +296,16 @@ def test_an_image_the_model_cannot_take_is_skipped(tmp_path, checkpoints):
     pred, _ = read_outputs(out_dir, str(images / 'b_small.png'))
     assert (pred['height'], pred['width']) == (64, 96)
     assert '1 image(s)' in result.stdout
+    assert 'No image was predicted' not in result.stderr
+    # Where no image is predicted, the first failure's traceback says where.
+    result = subprocess.run(
+        [sys.executable, INFER, images / 'a_strip.png', SEG_CONFIG,
+         checkpoint, '--out-dir', out_dir, '--device', 'cpu',
+         '--cfg-options', *to_cli(SEG_OPTIONS)],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert 'No image was predicted; the first failure:\nTraceback' \
+        in result.stderr
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path, checkpoints):

@@ -119,7 +119,7 @@ def test_every_cascade_stage_is_counted():
     for stage in cfg.model.roi_head.bbox_head[:2]:
         stage.num_classes = 3
     with pytest.raises(ValueError,
-                       match=r'model.roi_head.bbox_head\[2\].num_classes=80'):
+                       match=r'model.roi_head.bbox_head.2.num_classes=80'):
         check_detection_classes(cfg)
 
 
@@ -132,7 +132,7 @@ def test_wrapped_datasets_are_checked(data_root):
                       cfg.train_dataloader.dataset]))
     cfg.val_dataloader = cfg.test_dataloader = None
     with pytest.raises(ValueError, match=(
-            r'train_dataloader.dataset.dataset.datasets\[1\].metainfo.classes '
+            r'train_dataloader.dataset.dataset.datasets.0.metainfo.classes '
             r"lists \['ellipse', 'rectangle'\]")):
         check_detection_classes(cfg)
 
@@ -186,6 +186,14 @@ def _edited_copy(tmp_path, data_root: str, edit) -> str:
     return f'{root}/'
 
 
+def assert_refused(tmp_path, data_root: str, edit, message: str) -> None:
+    """The fine-tuning config on an edited copy of the shapes set is refused
+    with ``message`` (a regular expression)."""
+    with pytest.raises(ValueError, match=message):
+        check_detection_classes(
+            finetune(_edited_copy(tmp_path, data_root, edit)))
+
+
 def test_box_only_annotations_for_a_mask_head(tmp_path, data_root):
     """Valid COCO without masks: MMDetection's KeyError: 'mask' in a
     dataloader worker, after the model was built."""
@@ -193,12 +201,21 @@ def test_box_only_annotations_for_a_mask_head(tmp_path, data_root):
         for annotation in data['annotations']:
             del annotation['segmentation']
 
-    with pytest.raises(ValueError, match=(
-            r'(\d+) of the \1 annotations of .*instances_train.json have no '
-            r'"segmentation" \(e.g. ids \[\d+, \d+, \d+\]\), but '
-            r"train_dataloader.dataset's pipeline loads masks")):
-        check_detection_classes(
-            finetune(_edited_copy(tmp_path, data_root, drop_masks)))
+    assert_refused(tmp_path, data_root, drop_masks, (
+        r'(\d+) of the \1 annotations of .*instances_train.json have no '
+        r'"segmentation" \(e.g. ids \[\d+, \d+, \d+\]\), but '
+        r"train_dataloader.dataset's pipeline loads masks"))
+
+
+@pytest.mark.parametrize('edit', [
+    lambda data: data['annotations'][0].update(bbox=[10, '10', 5, 5]),
+    lambda data: data['annotations'][0].update(area=None),
+    lambda data: data['images'].append('photo.jpg'),
+])
+def test_malformed_entries_name_the_file(tmp_path, data_root, edit):
+    assert_refused(tmp_path, data_root, edit, (
+        r'instances_train.json has an entry of an unexpected form '
+        r'\(\w+Error: .*\): it is not a well-formed COCO annotation file'))
 
 
 def test_a_box_outside_its_image_needs_no_mask(tmp_path, data_root):
@@ -216,11 +233,9 @@ def test_images_without_their_size(tmp_path, data_root):
     def drop_height(data):
         del data['images'][0]['height']
 
-    with pytest.raises(ValueError, match=(
-            r'1 of the 2 images of .*instances_train.json lack "height" or '
-            r'"width" \(e.g. \[\'.*\'\]\)')):
-        check_detection_classes(
-            finetune(_edited_copy(tmp_path, data_root, drop_height)))
+    assert_refused(tmp_path, data_root, drop_height, (
+        r'1 of the 2 images of .*instances_train.json lack "height" or '
+        r'"width" \(e.g. \[\'.*\'\]\)'))
 
 
 def test_photos_annotated_at_their_stored_size_but_turned_by_exif(
@@ -312,6 +327,18 @@ def test_cfg_options_setting_a_variable_or_the_datasets():
     # Options that set the datasets' own keys leave the file's variable
     # behind: the file used it, the options moved the datasets.
     check_config_variables(cfg, PETS_ROOTS)
+
+
+def test_a_child_root_above_the_bases_is_not_followed(tmp_path):
+    """data_root='data/' over the base's 'data/my_coco/': the datasets'
+    'data/my_coco/' starts with it but follows the base."""
+    child = tmp_path / 'up.py'
+    child.write_text(f"_base_ = {osp.join(REPO, FINETUNE)!r}\n"
+                     "data_root = 'data/'\n")
+    with pytest.raises(ValueError, match=(
+            r"^The config sets data_root='data/', but the dataloaders read "
+            r"train_dataloader.dataset.data_root='data/my_coco/'")):
+        check_config_variables(Config.fromfile(str(child)))
 
 
 def test_child_configs_that_set_the_datasets_pass(tmp_path):
@@ -462,8 +489,8 @@ def test_segmentation_heads_and_classes(ade_root):
     with pytest.raises(ValueError, match=(
             r"^train_dataloader.dataset has 150 classes \(ADE20KDataset's\), "
             r'but model.decode_head.num_classes=4: set train_dataloader.'
-            r'dataset.metainfo=dict\(classes=\(...\)\) to the names of your '
-            r'4 classes')):
+            r'dataset.metainfo.classes=\(...\) to the names of your 4 '
+            r'classes')):
         check_segmentation_labels(upernet(ade_root, **four))
     classes = {f'{loader}.dataset.metainfo.classes':
                ('wall', 'rectangle', 'ellipse', 'triangle')
@@ -489,9 +516,14 @@ def test_labels_beyond_the_heads(ade_root):
     with pytest.raises(ValueError, match=(
             r'annotations/training/\w+\.png has label 3 \(after '
             r'reduce_zero_label, which ignores 0: set it False where 0 is a '
-            r'class\), but the heads have num_classes=3')):
+            r'class\), but model.decode_head.num_classes=3')):
         check_segmentation_labels(
             upernet(ade_root, **own_segmentation(3, ('a', 'b', 'c'))))
+    # One name more than the heads (a background counted) is left to the
+    # label maps, which still tell.
+    with pytest.raises(ValueError, match=r'has label 3 '):
+        check_segmentation_labels(
+            upernet(ade_root, **own_segmentation(3, ('a', 'b', 'c', 'd'))))
     check_segmentation_labels(
         upernet(ade_root, **own_segmentation(4, ('a', 'b', 'c', 'd'))))
 
