@@ -193,6 +193,8 @@ def check_config_variables(cfg: Config,
             old = _base_value(cfg.filename, variable)
         else:
             continue
+        if old is not None and _reads(old, new) and _reads(new, old):
+            continue  # set again to the same value
         readers = _readers(merged, key)
         # Where some dataset follows the new value, others may keep the old
         # one by design (a child that evaluates elsewhere).

@@ -584,9 +584,12 @@ def test_colour_label_maps(tmp_path, ade_root):
     ('mmseg', 'dsdl/voc.py'),
     # A 21k-class head on an ImageNet-type set whose labels are in a file.
     ('mmpretrain', 'efficientnet_v2/efficientnetv2-s_8xb32_in21k.py'),
-    # Roots the datasets extend (data_root + 'coco/').
+    # Roots the datasets extend (data_root + 'coco/'), some datasets keeping
+    # the base's.
     ('mmdet', 'mm_grounding_dino/odinw/'
      'grounding_dino_swin-t_pretrain_odinw35.py'),
+    # data_root set again to the base's value over the base's datasets.
+    ('mmdet', 'centernet/centernet_r18-dcnv2_8xb16-crop512-140e_coco.py'),
 ])
 def test_library_configs_of_other_conventions_pass(library, config):
     from mmc2f.utils.cli import library_file
