@@ -27,7 +27,6 @@ loader applies (a sample of 1000 per file).
 """
 import ast
 import copy
-import inspect
 import json
 import os
 import os.path as osp
@@ -95,18 +94,29 @@ def _spread(items: List[Any], count: int) -> List[Any]:
     return items[::max(len(items) // count, 1)][:count]
 
 
-def _dataset_classes(dataset: Dict[str, Any], kind: type
-                     ) -> Tuple[Optional[List[str]], str, bool]:
-    """(classes, whence, readable): the dataset's ``metainfo.classes``, else
-    its class's own; ``readable`` is False for a class file this machine
-    cannot read (nothing is then known)."""
-    metainfo = dataset.get('metainfo') or {}
-    classes = _classes(metainfo, 'classes')
-    if classes is None and metainfo.get('classes') is not None:
-        return None, '', False
-    if classes is None and kind.METAINFO.get('classes') is not None:
-        return list(kind.METAINFO['classes']), f"{kind.__name__}'s", True
-    return classes, 'its metainfo.classes', True
+def _lazily_built(dataset: Dict[str, Any], registry: Any,
+                  base: type) -> Optional[Any]:
+    """The dataset built without reading its data (``lazy_init``, no
+    pipeline): its paths, classes and label mapping as the library resolves
+    them. None where it is not a ``base``, or cannot be built here (data an
+    assertion wants, names its class lacks, a class file this machine cannot
+    read): the dataset says why when it is built for real."""
+    kind = _dataset_class(dataset, registry, base)
+    if kind is None:
+        return None
+    arguments = {k: v for k, v in dataset.items()
+                 if k not in ('type', '_scope_')}
+    try:
+        return kind(**dict(arguments, pipeline=[], lazy_init=True))
+    except Exception:  # noqa: B902 see above
+        return None
+
+
+def _whence(dataset: Dict[str, Any], built: Any) -> str:
+    """Where a built dataset's classes come from, for messages."""
+    if (dataset.get('metainfo') or {}).get('classes') is not None:
+        return 'its metainfo.classes'
+    return f"{type(built).__name__}'s"
 
 
 def _reads(variable: Any, value: Any) -> int:
@@ -437,32 +447,19 @@ def _classification_classes(
     """(count, exact, whence) of the classes an MMPretrain dataset reads:
     its ``metainfo.classes`` or its class's own (``ImageNet``'s 1000), else
     the sub-folders of a folder-layout set (exact), else the largest label
-    of its annotation file plus one (a lower bound). ``ImageNet``'s
-    ``split`` is read as it reads it (the folder, ``meta/SPLIT.txt``)."""
+    of its annotation file plus one (a lower bound). Paths are the dataset's
+    own (``ImageNet``'s ``split``: its folder or ``meta/SPLIT.txt``)."""
     from mmpretrain.datasets import CustomDataset
     from mmpretrain.registry import DATASETS
-    kind = _dataset_class(dataset, DATASETS, CustomDataset)
-    split = dataset.get('split') or ''
-    if kind is None or dataset.get('with_label') is False or split == 'test':
+    built = _lazily_built(dataset, DATASETS, CustomDataset)
+    if built is None or not built.with_label:
         return None  # unlabelled images (ImageNet's test split) count none
-    data_root = dataset.get('data_root') or ''
-    prefix = dataset.get('data_prefix') or split
-    if isinstance(prefix, dict):
-        prefix = prefix.get('img_path', '')
-    ann_file = dataset.get('ann_file') or ''
-    if not ann_file and split and osp.isfile(
-            osp.join(data_root, 'meta', f'{split}.txt')):
-        ann_file = osp.join('meta', f'{split}.txt')
-    folders = None
-    root = osp.join(data_root, prefix)
-    if not ann_file and root and osp.isdir(root):
-        root = osp.normpath(root)
-        folders = sorted(
-            d for d in os.listdir(root)
-            if osp.isdir(osp.join(root, d))) or None  # none: images only
-    classes, whence, readable = _dataset_classes(dataset, kind)
-    if not readable:
-        return None
+    root = osp.normpath(built.img_prefix) if built.img_prefix else ''
+    folders = None  # an annotation file, or images only: no class folders
+    if not built.ann_file and root and osp.isdir(root):
+        folders = sorted(d for d in os.listdir(root)
+                         if osp.isdir(osp.join(root, d))) or None
+    classes, whence = built.CLASSES, _whence(dataset, built)
     # The class's own names without the folders seen: the labels may come
     # from a file (an ImageNet-type set of 21k classes), a lower bound.
     exact = folders is not None or whence == 'its metainfo.classes'
@@ -476,15 +473,14 @@ def _classification_classes(
         return len(classes), exact, whence
     if folders is not None:
         return len(folders), True, f'the sub-folders of {root}: {folders}'
-    path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
-    if not ann_file or not osp.isfile(path):
+    if not built.ann_file or not osp.isfile(built.ann_file):
         return None
-    labels = [line.rsplit(' ', 1)[-1] for line in list_from_file(path)
-              if line.strip()]
+    labels = [line.rsplit(' ', 1)[-1]
+              for line in list_from_file(built.ann_file) if line.strip()]
     if not labels or not all(label.isdigit() for label in labels):
         return None
-    return max(map(int, labels)) + 1, False, f'labels up to ' \
-        f'{max(map(int, labels))} in {path}'
+    top = max(map(int, labels))
+    return top + 1, False, f'labels up to {top} in {built.ann_file}'
 
 
 def check_classification_classes(cfg: Config) -> None:
@@ -554,58 +550,32 @@ def _seg_heads(model: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
             if isinstance(head, dict) and 'num_classes' in head]
 
 
-def _default(kind: type, argument: str) -> Any:
-    """The default of one of a dataset class's arguments, or None (no such
-    argument, or no default)."""
-    parameter = inspect.signature(kind.__init__).parameters.get(argument)
-    return None if parameter is None or \
-        parameter.default is inspect.Parameter.empty else parameter.default
-
-
-def _reduce_zero_label(dataset: Dict[str, Any], kind: type) -> bool:
-    for _, transform in _transforms(dataset, 'LoadAnnotations'):
-        if transform.get('reduce_zero_label') is not None:
-            return bool(transform['reduce_zero_label'])
-    if 'reduce_zero_label' in dataset:
-        return bool(dataset['reduce_zero_label'])
-    return _default(kind, 'reduce_zero_label') is True
-
-
-def _label_map_pairs(dataset: Dict[str, Any],
-                     kind: type) -> Iterator[str]:
-    """The label maps of a sample of the dataset's images, as MMSegmentation
-    pairs them (the image's path, its suffix replaced)."""
-    prefix = dataset.get('data_prefix') or {}
-    if dataset.get('ann_file') or not isinstance(prefix, dict):
-        return
-    root = dataset.get('data_root') or ''
-    images = osp.join(root, prefix.get('img_path', ''))
-    labels = osp.join(root, prefix.get('seg_map_path', ''))
-    img_suffix = dataset.get('img_suffix') or _default(kind, 'img_suffix')
-    seg_suffix = dataset.get('seg_map_suffix') or _default(
-        kind, 'seg_map_suffix')
-    if not (isinstance(img_suffix, str) and isinstance(seg_suffix, str)
-            and osp.isdir(images) and osp.isdir(labels)):
+def _label_map_pairs(built: Any) -> Iterator[str]:
+    """The label maps of a sample of a built dataset's images, as
+    MMSegmentation pairs them (the image's path, its suffix replaced)."""
+    images = built.data_prefix.get('img_path', '')
+    labels = built.data_prefix.get('seg_map_path', '')
+    if built.ann_file or not (osp.isdir(images) and osp.isdir(labels)):
         return
     from mmengine.utils import scandir
-    files = sorted(scandir(images, img_suffix, recursive=True))
+    suffix = built.img_suffix
+    files = sorted(scandir(images, suffix, recursive=True))
     for name in _spread(files, _LABEL_MAPS_READ):
-        path = osp.join(labels, name[:-len(img_suffix)] + seg_suffix)
+        path = osp.join(labels, name[:-len(suffix)] + built.seg_map_suffix)
         if osp.isfile(path):
             yield path
 
 
-def _check_label_maps(head_at: str, dataset: Dict[str, Any], kind: type,
-                      head: Dict[str, Any],
-                      label_map: Optional[Dict[int, int]]) -> None:
+def _check_label_maps(head_at: str, head: Dict[str, Any],
+                      built: Any) -> None:
     """Colour label maps, or labels beyond the head once MMSegmentation's
     LoadAnnotations has mapped them (reduce_zero_label, a class subset's
     label_map), in a sample of the training set."""
     num_classes = head['num_classes']
     ignore = head.get('ignore_index', 255)
-    reduce = _reduce_zero_label(dataset, kind)
+    reduce, label_map = built.reduce_zero_label, built.label_map
     from PIL import Image
-    for path in _label_map_pairs(dataset, kind):
+    for path in _label_map_pairs(built):
         with Image.open(path) as image:
             if image.mode != 'P' and len(image.getbands()) > 1:
                 raise ValueError(
@@ -647,30 +617,26 @@ def check_segmentation_labels(cfg: Config) -> None:
     from mmseg.datasets import BaseSegDataset
     from mmseg.registry import DATASETS
     for where, dataset in _leaf_datasets(cfg):
-        kind = _dataset_class(dataset, DATASETS, BaseSegDataset)
-        if kind is None:
+        built = _lazily_built(dataset, DATASETS, BaseSegDataset)
+        if built is None:
             continue
-        classes, whence, readable = _dataset_classes(dataset, kind)
-        if not readable:
-            continue
+        classes = built.metainfo.get('classes')
         # One class more than the heads: class 0 (VOC's background) left to
         # reduce_zero_label or a mask-classification head's "no object";
         # the label maps below still tell.
         if classes is not None and len(classes) not in (num_classes,
                                                         num_classes + 1):
             # Such a class takes only a subset of its own names.
+            kind = type(built)
             other = (f" (and {where}.type='BaseSegDataset' for names that "
                      f"are not {kind.__name__}'s)"
                      if kind.METAINFO.get('classes') else '')
             raise ValueError(
-                f'{where} has {len(classes)} classes ({whence}), but '
+                f'{where} has {len(classes)} classes '
+                f'({_whence(dataset, built)}), but '
                 f'{head_at}.num_classes={num_classes}: set '
                 f'{where}.metainfo.classes=(...) to the names of your '
                 f'{num_classes} classes{other}, or num_classes={len(classes)}'
                 ' in every head')
         if where.startswith('train_dataloader'):
-            try:  # as the dataset maps a subset of its classes
-                label_map = kind.get_label_map(classes)
-            except Exception:  # noqa: B902 names it lacks, or a map that
-                continue  # needs the data (DSDL): the dataset says so
-            _check_label_maps(head_at, dataset, kind, head, label_map)
+            _check_label_maps(head_at, head, built)
