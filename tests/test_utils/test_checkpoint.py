@@ -1,4 +1,5 @@
 import argparse
+import itertools
 import os
 import os.path as osp
 import pickle
@@ -42,11 +43,18 @@ class ToyDataset(torch.utils.data.Dataset):
                     labels=torch.ones(1))
 
 
+_RUNS = itertools.count()
+
+
 def toy_runner(work_dir: str, max_iters: int,
                model: Optional[nn.Module] = None, **kwargs) -> Runner:
     return Runner(
         model=model or ToyModel(),
         work_dir=work_dir,
+        # mmengine names its logger and visualizer by the start second: a
+        # runner started in the same second as an earlier test's would
+        # write into that test's (already removed) tmp_path.
+        experiment_name=f'toy_{next(_RUNS)}',
         train_dataloader=dict(
             dataset=ToyDataset(),
             sampler=dict(type='DefaultSampler', shuffle=True),
