@@ -22,6 +22,10 @@ The inferencer follows the config's ``default_scope``: MMDetection's
 * classification: ``pred_label``, ``pred_score``, ``pred_class`` and
   ``pred_scores`` (all classes).
 
+Classes are named as the checkpoint names them (tools/train.py saves its
+dataset's names), else as the config's test dataset does; a class beyond
+the names, by its number.
+
 A file that cannot be decoded (truncated, or not an image), or whose
 prediction fails (an image too small for the model, say), is skipped with its
 reason and named at the end; the others are done, and the exit status is 1.
@@ -38,7 +42,8 @@ import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
 
-from mmc2f.utils import CheckpointLoadError, check_trained_checkpoint
+from mmc2f.utils import (CheckpointLoadError, check_trained_checkpoint,
+                         dataset_metainfo)
 from mmc2f.utils.cli import config_scope
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.tif',
@@ -127,11 +132,36 @@ def uncompressed_rle(mask: np.ndarray) -> Dict[str, list]:
     return {'size': list(mask.shape), 'counts': counts}
 
 
+def class_meta(model: Any, cfg: Config,
+               checkpoint_meta: Dict[str, Any]) -> Dict[str, list]:
+    """The names and colours of the classes the model predicts: those the
+    checkpoint saved (tools/train.py saves its dataset's), else those of the
+    config's test dataset, as tools/test.py names them (the inferencers fell
+    back to COCO's or Cityscapes' names, or none). A class beyond them (a
+    head for more classes than names) is named by its number, with a
+    colour of its own."""
+    meta = checkpoint_meta.get('dataset_meta') or {}
+    if not meta.get('classes'):
+        meta = dataset_metainfo(cfg)
+    names = [str(name) for name in meta.get('classes') or ()]
+    count = max([len(names)] + [
+        m.num_classes for m in model.modules()
+        if isinstance(getattr(m, 'num_classes', None), int)
+    ])
+    palette = [tuple(map(int, c)) for c in meta.get('palette') or ()][:count]
+    colours = np.random.default_rng(0).integers(0, 256, (count, 3)).tolist()
+    return dict(classes=names + [str(i) for i in range(len(names), count)],
+                palette=palette + [tuple(c) for c in colours[len(palette):]])
+
+
 def detector(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmdet.apis import DetInferencer
     inferencer = DetInferencer(cfg, args.checkpoint, device=args.device)
-    check_trained_checkpoint(inferencer.model, args.checkpoint)
-    classes = inferencer.model.dataset_meta['classes']
+    meta = class_meta(inferencer.model, cfg, check_trained_checkpoint(
+        inferencer.model, args.checkpoint))
+    # Its visualizer draws with the model's meta, read when it was built.
+    inferencer.model.dataset_meta = inferencer.visualizer.dataset_meta = meta
+    classes = meta['classes']
     thr = DEFAULT_SCORE_THR if args.score_thr is None else args.score_thr
 
     def infer(image: str) -> Prediction:
@@ -149,8 +179,12 @@ def detector(cfg: Config, args: argparse.Namespace) -> Infer:
 def segmentor(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmseg.apis import MMSegInferencer
     inferencer = MMSegInferencer(cfg, args.checkpoint, device=args.device)
-    check_trained_checkpoint(inferencer.model, args.checkpoint)
-    classes = inferencer.model.dataset_meta['classes']
+    meta = class_meta(inferencer.model, cfg, check_trained_checkpoint(
+        inferencer.model, args.checkpoint))
+    inferencer.model.dataset_meta = meta
+    # Its visualizer draws with Cityscapes' names and colours unless told.
+    inferencer.visualizer.set_dataset_meta(meta['classes'], meta['palette'])
+    classes = meta['classes']
 
     def infer(image: str) -> Prediction:
         out = inferencer(image, return_vis=True)
@@ -176,7 +210,9 @@ def classifier(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmpretrain.visualization import UniversalVisualizer
     inferencer = ImageClassificationInferencer(cfg, args.checkpoint,
                                                device=args.device)
-    check_trained_checkpoint(inferencer.model, args.checkpoint)
+    inferencer.classes = class_meta(
+        inferencer.model, cfg,
+        check_trained_checkpoint(inferencer.model, args.checkpoint))['classes']
     # The inferencer draws only into files (show_dir): its visualizer is
     # called directly, as it does, with the picture returned.
     visualizer = inferencer.visualizer or UniversalVisualizer()

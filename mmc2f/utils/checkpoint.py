@@ -380,9 +380,11 @@ def register_atomic_local_backend() -> None:
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
 
 
-def _state_dict_of(filename: str, map_location: MapLocation) -> dict:
-    """The weights of a checkpoint (its ``state_dict``, or the file itself),
-    through every scheme's safe loader."""
+def _weights_of(filename: str,
+                map_location: MapLocation) -> Tuple[dict, dict]:
+    """The weights of a checkpoint (its ``state_dict``, or the file itself)
+    and its ``meta`` ({} where it has none), through every scheme's safe
+    loader."""
     from mmengine.runner.checkpoint import CheckpointLoader
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location)
     state_dict = checkpoint.get('state_dict', checkpoint) \
@@ -390,7 +392,8 @@ def _state_dict_of(filename: str, map_location: MapLocation) -> dict:
     if not isinstance(state_dict, dict):
         raise CheckpointLoadError(
             f'{filename} holds a {type(state_dict).__name__}, not weights')
-    return state_dict
+    meta = checkpoint.get('meta') if state_dict is not checkpoint else None
+    return state_dict, meta if isinstance(meta, dict) else {}
 
 
 def shape_differences(
@@ -420,9 +423,11 @@ def describe_differences(shapes: Dict[str, Optional[torch.Size]],
          if mismatched else []))
 
 
-def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
+def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> dict:
     """Raise CheckpointLoadError unless ``filename`` holds every tensor of
-    ``model`` in its shape.
+    ``model`` in its shape; else return the checkpoint's ``meta`` ({} where
+    it has none: its ``dataset_meta`` names the classes), so that callers
+    need not load the file again.
 
     Testing and inference load with mmengine's ``strict=False``, which only
     logs what it could not load: another config's checkpoint, or a released
@@ -432,11 +437,9 @@ def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
     """
     while isinstance(getattr(model, 'module', None), torch.nn.Module):
         model = model.module
+    weights, meta = _weights_of(filename, 'cpu')
     # mmengine's loader drops the prefix of a file saved from a wrapper.
-    state_dict = {
-        re.sub(r'^module\.', '', k): v
-        for k, v in _state_dict_of(filename, 'cpu').items()
-    }
+    state_dict = {re.sub(r'^module\.', '', k): v for k, v in weights.items()}
     own = {
         k: v.shape
         for k, v in model.state_dict().items()
@@ -449,6 +452,7 @@ def check_trained_checkpoint(model: torch.nn.Module, filename: str) -> None:
             f'{problems}. Give the checkpoint that tools/train.py '
             'wrote for this config (for an ImageNet config, a released file '
             'converted by tools/model_converters/conv2former_to_mmc2f.py)')
+    return meta
 
 
 def load_pretrained(module: torch.nn.Module,
@@ -479,7 +483,7 @@ def load_pretrained(module: torch.nn.Module,
             f'tools/model_converters/conv2former_to_mmc2f.py to {filename}, '
             'or train from scratch with --cfg-options '
             'model.backbone.init_cfg=None')
-    state_dict = _state_dict_of(filename, map_location)
+    state_dict, _ = _weights_of(filename, map_location)
     if prefix and not prefix.endswith('.'):
         prefix += '.'  # as mmengine's Pretrained init accepts 'backbone'
     # A whole model's file (a detector's, or an ImageNet classifier's) holds

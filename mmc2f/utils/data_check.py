@@ -27,6 +27,7 @@ loader applies (a sample of 1000 per file).
 """
 import ast
 import copy
+import importlib
 import json
 import os
 import os.path as osp
@@ -112,6 +113,21 @@ def _lazily_built(dataset: Dict[str, Any], registry: Any,
         return None
 
 
+def dataset_metainfo(cfg: Config) -> Dict[str, Any]:
+    """The metainfo (``classes``, ``palette``, ...) of the config's test
+    dataset as its library resolves it (the config's ``metainfo``, else its
+    class's), read without its data; {} where it has none or cannot be
+    built here."""
+    from mmengine.dataset import BaseDataset
+    registry = importlib.import_module(
+        f'{cfg.default_scope}.registry').DATASETS
+    for where, dataset in _leaf_datasets(cfg):
+        if where.startswith('test_dataloader'):
+            built = _lazily_built(dataset, registry, BaseDataset)
+            return {} if built is None else dict(built.metainfo)
+    return {}
+
+
 def _whence(dataset: Dict[str, Any], built: Any) -> str:
     """Where a built dataset's classes come from, for messages."""
     if (dataset.get('metainfo') or {}).get('classes') is not None:
@@ -182,14 +198,17 @@ def _readers(cfg: Config, key: Tuple[str, ...]) -> List[Tuple[str, Any]]:
 def check_config_variables(cfg: Config,
                            options: Optional[Dict[str, Any]] = None) -> None:
     """ValueError where ``data_root`` or ``classes`` was set anew, by the
-    config file over its ``_base_`` or by ``options`` (``--cfg-options``, not
-    yet merged into ``cfg``), and no dataset follows it while datasets still
-    read the old value: the variable was set after the file that used it was
-    read.
+    config file over the value of its ``_base_`` or by ``options``
+    (``--cfg-options``, not yet merged into ``cfg``), and no dataset follows
+    it while datasets still read the old value: the variable was set after
+    the file that used it was read.
 
-    A child config that sets the datasets' keys and not the variable,
-    options that set the datasets' keys, and a child whose variable reaches
-    some of the datasets, pass.
+    A flat file (no ``_base_`` that has the variable: a work_dir's dumped
+    config, a whole copy edited by hand) is read with its datasets at once,
+    so its variable is no mistake whatever they read; nor is a new value
+    where no dataset reads the old one any more. A child config that sets
+    the datasets' keys and not the variable, options that set the datasets'
+    keys, and a child whose variable reaches some of the datasets, pass.
     """
     merged = copy.deepcopy(cfg)
     merged.merge_from_dict(options or {})
@@ -201,6 +220,8 @@ def check_config_variables(cfg: Config,
             old = cfg.get(variable)
         elif variable in _assigned(cfg.filename):
             old = _base_value(cfg.filename, variable)
+            if old is None:
+                continue  # no base had it: the file's datasets read it
         else:
             continue
         if old is not None and _reads(old, new) and _reads(new, old):

@@ -202,6 +202,81 @@ def test_library_inferencers_take_our_config_paths(checkpoints):
     assert cls(FLOWER)[0]['pred_class'] in classes
 
 
+# A config's own classes, as a user sets them in options, the heads sized to
+# them (the inferencers' fallbacks are COCO's and ImageNet's names); the
+# detector tests at a small scale.
+SHAPES = ('rectangle', 'ellipse', 'triangle')
+OWN_DET = dict(DET_OPTIONS, **{
+    'test_dataloader.dataset.metainfo.classes': SHAPES,
+    'test_dataloader.dataset.pipeline.1.scale': (128, 128),
+    'model.roi_head.bbox_head.num_classes': 3,
+    'model.roi_head.mask_head.num_classes': 3})
+OWN_CLS = {'test_dataloader.dataset.metainfo.classes': SHAPES,
+           'model.head.num_classes': 3}
+# ADE20k's last class: MMSegInferencer fell back to Cityscapes' 19 names.
+FLAG = 149
+
+
+def resaved(checkpoint, path, meta: dict) -> str:
+    """The checkpoint with ``meta`` instead of the Runner's, its segmentor
+    (if any) predicting ADE20k's last class everywhere."""
+    state = torch.load(checkpoint, weights_only=True)['state_dict']
+    if 'decode_head.conv_seg.bias' in state:
+        state['decode_head.conv_seg.bias'][FLAG] += 100
+    torch.save(dict(meta=meta, state_dict=state), path)
+    return str(path)
+
+
+def infer_in_process(image: str, config: str, checkpoint: str, out_dir,
+                     options: dict) -> dict:
+    """tools/infer.py's main in this process (the libraries are imported
+    already); the prediction written for ``image``."""
+    assert load_tool().main([
+        image, config, checkpoint, '--out-dir', str(out_dir), '--device',
+        'cpu', '--cfg-options', *to_cli(options)]) == 0
+    return read_outputs(out_dir, image)[0]
+
+
+@pytest.mark.parametrize('config, options', [(DET_CONFIG, OWN_DET),
+                                             (SEG_CONFIG, SEG_OPTIONS),
+                                             (CLS_CONFIG, OWN_CLS)],
+                         ids=['detection', 'segmentation', 'classification'])
+def test_a_checkpoint_without_class_names(tmp_path, checkpoints, config,
+                                          options):
+    """A checkpoint whose meta holds no class names (saved by other code
+    than mmengine's Runner): its classes are named as the config's test
+    dataset names them, as tools/test.py does. Before, infer.py stopped with
+    IndexError on the ADE20k segmentor's label 149, and named the shapes as
+    COCO's person, bicycle, car or ImageNet's tench, goldfish, shark."""
+    checkpoint = resaved(checkpoints(config, options)[0],
+                         tmp_path / 'bare.pth', {})
+    image = str(tmp_path / 'temple.png')
+    Image.open(TEMPLE).resize((96, 64)).save(image)
+    pred = infer_in_process(image, config, checkpoint, tmp_path / 'out',
+                            options)
+    if pred['task'] == 'detection':
+        assert pred['label_names'] == [SHAPES[i] for i in pred['labels']]
+    elif pred['task'] == 'segmentation':
+        assert [(s['label'], s['label_name']) for s in pred['segments']] == [
+            (FLAG, 'flag')]
+    else:
+        assert pred['pred_class'] == SHAPES[pred['pred_label']]
+
+
+def test_labels_beyond_the_checkpoints_names(tmp_path, checkpoints):
+    """A checkpoint naming fewer classes than the head predicts: a label
+    beyond the names is named by its number, never an IndexError."""
+    checkpoint = resaved(
+        checkpoints(SEG_CONFIG, SEG_OPTIONS)[0], tmp_path / 'two.pth',
+        dict(dataset_meta=dict(classes=('wall', 'building'))))
+    image = str(tmp_path / 'temple.png')
+    Image.open(TEMPLE).resize((96, 64)).save(image)
+    pred = infer_in_process(image, SEG_CONFIG, checkpoint, tmp_path / 'out',
+                            SEG_OPTIONS)
+    assert [(s['label'], s['label_name']) for s in pred['segments']] == [
+        (FLAG, str(FLAG))]
+
+
 def load_tool():
     spec = importlib.util.spec_from_file_location('infer_tool', INFER)
     module = importlib.util.module_from_spec(spec)

@@ -20,6 +20,7 @@ from mmc2f.testing import make_ade_shapes, make_coco_shapes
 from mmc2f.utils import (check_classification_classes,
                          check_config_variables, check_detection_classes,
                          check_segmentation_labels)
+from mmc2f.utils.data_check import _leaf_datasets
 from tests.test_e2e.helpers import REPO, load
 
 FINETUNE = ('configs/mask_rcnn/finetune/'
@@ -361,6 +362,37 @@ def test_child_configs_that_set_the_datasets_pass(tmp_path):
     check_config_variables(Config.fromfile(str(under)))
 
 
+MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'  # noqa: E501
+
+
+def dumped(cfg: Config, path) -> Config:
+    """The config as mmengine dumps it into a run's work_dir, read back."""
+    cfg.dump(str(path))
+    return Config.fromfile(str(path))
+
+
+def test_a_work_dirs_dumped_config(tmp_path):
+    """A run that followed the error's own advice (the datasets' data_root
+    as options) dumps a flat file with data_root='data/coco/' and datasets
+    reading the options' root: no base had the variable, so the file's
+    datasets and its variable were read together; tools/test.py on it was
+    refused. The dump of the config as shipped still refuses a variable the
+    options set where its datasets read the old value."""
+    as_shipped = dumped(Config.fromfile(osp.join(REPO, MASK_RCNN)),
+                        tmp_path / 'as_shipped.py')
+    cfg = Config.fromfile(osp.join(REPO, MASK_RCNN))
+    cfg.merge_from_dict(PETS_ROOTS)
+    moved = dumped(cfg, tmp_path / 'moved.py')
+    assert moved.data_root == 'data/coco/'
+    check_config_variables(moved)
+    # No dataset reads 'data/coco/' any more: a new value is no mistake.
+    check_config_variables(moved, {'data_root': 'data/dogs/'})
+    with pytest.raises(ValueError, match=(
+            r"^The config sets data_root='data/dogs/', but the dataloaders "
+            r"read train_dataloader.dataset.data_root='data/coco/'")):
+        check_config_variables(as_shipped, {'data_root': 'data/dogs/'})
+
+
 IMAGENET = 'configs/imagenet/conv2former-n_8xb128_in1k.py'
 
 
@@ -597,3 +629,22 @@ def test_library_configs_of_other_conventions_pass(library, config):
     for check in (check_config_variables, check_detection_classes,
                   check_classification_classes, check_segmentation_labels):
         check(cfg)
+
+
+@pytest.mark.parametrize('library, config', [
+    # A wrapped training set (RepeatDataset).
+    ('mmdet', 'atss/atss_r50_fpn_8xb8-amp-lsj-200e_coco.py'),
+    ('mmseg', 'upernet/upernet_r18_4xb4-160k_ade20k-512x512.py'),
+    ('mmpretrain', 'mocov3/mocov3_resnet50_8xb512-amp-coslr-100e_in1k.py'),
+])
+def test_library_configs_dumped_after_moving_their_datasets(
+        tmp_path, library, config):
+    """The libraries' configs as a work_dir holds them after a run whose
+    options moved every dataset: their data_root variable no longer read."""
+    from mmc2f.utils.cli import library_file
+    cfg = Config.fromfile(library_file(library, 'configs', config))
+    cfg.merge_from_dict({f'{where}.data_root': 'data/mine/'
+                         for where, _ in _leaf_datasets(cfg)})
+    moved = dumped(cfg, tmp_path / 'moved.py')
+    assert moved.data_root not in ('data/mine/', None)
+    check_config_variables(moved)
