@@ -39,6 +39,12 @@ try:
     import triton
 except ImportError:  # CPU-only installs
     triton = None
+try:
+    from . import cpu_inference
+except ModuleNotFoundError as e:  # the reference path alone
+    if not e.name.endswith('cpu_inference'):
+        raise
+    cpu_inference = None
 
 BACKENDS = ('auto', 'triton', 'reference')
 #: Triton runs on CPU tensors in its interpreter (tests, no GPU needed).
@@ -255,8 +261,8 @@ def cpu_engine_runs(module: nn.Module, x: torch.Tensor,
                     backend: str = 'auto') -> bool:
     """Whether ``module`` (a stem or a block) runs ``x`` through the fused
     CPU engine: float32 CPU inference in eval mode, outside autocast."""
-    from . import cpu_inference
-    return ((_forced or backend) != 'reference' and cpu_inference.AVAILABLE
+    return ((_forced or backend) != 'reference' and cpu_inference is not None
+            and cpu_inference.AVAILABLE
             and not module.training and not _traced()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and not torch.is_grad_enabled()
@@ -274,3 +280,12 @@ def convmod_uses_op(module: nn.Module, x: torch.Tensor,
         ('cuda', )) and module.modulation == 'hadamard' and not _traced()
             and _is_plain_depthwise(module.att[2])
             and not _has_hooks(module.att, module.att[2]))
+
+
+def preferred_layout(x: torch.Tensor) -> torch.Tensor:
+    """The backbone's input in the layout its convolutions run fastest in:
+    channels last on the CPU (oneDNN's depthwise conv and the layer norms'
+    NHWC view), as it is elsewhere."""
+    if x.device.type == 'cpu' and cpu_inference is not None:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x

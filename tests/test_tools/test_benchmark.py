@@ -101,24 +101,23 @@ def test_train_with_and_without_checkpointing_in_one_run():
     assert peaks[1] < peaks[0]
 
 
-def test_unfused_runs_the_kernel_off(monkeypatch):
-    """``+unfused``: the model called within fused_cuda_inference.disabled()
-    (the kernel itself needs CUDA)."""
+def test_unfused_runs_the_reference_ops(monkeypatch):
+    """``+unfused``: the model called within ``mmc2f.ops.forced('reference')``
+    (no Triton op, no fused CPU engine)."""
     from mmc2f.analysis.benchmark.models import build_entries
     from mmc2f.analysis.benchmark.spec import RunSpec
-    from mmc2f.models.backbones import fused_cuda_inference as fused
-    monkeypatch.setattr(fused, '_enabled', True)
+    from mmc2f.ops import dispatch
     run = RunSpec(models=('conv2former-n', 'conv2former-n+unfused'),
                   shape=(1, 3, 32, 32)).resolved()
     plain, unfused = build_entries(run, torch.device('cpu'))
     seen = []
     monkeypatch.setattr(unfused.module, 'forward',
-                        lambda x: seen.append(fused._enabled))
+                        lambda x: seen.append(dispatch._forced))
     monkeypatch.setattr(plain.module, 'forward',
-                        lambda x: seen.append(fused._enabled))
+                        lambda x: seen.append(dispatch._forced))
     unfused.forward(*unfused.inputs)
     plain.forward(*plain.inputs)
-    assert seen == [False, True]
+    assert seen == ['reference', None]
 
 
 @pytest.mark.parametrize('name,message', [

@@ -46,10 +46,16 @@ BIN = osp.join(osp.dirname(triton.__file__), 'backends', 'nvidia', 'bin')
 TRITON_TYPES = {'float16': 'fp16', 'bfloat16': 'bf16', 'float32': 'fp32'}
 # Multiply-adds per thread of one instruction.
 MACS = {'FFMA': 1, 'HFMA2': 2}
-# SASS MMA shapes: m16n8k8 / m16n8k16 (HMMA), over a warp's 32 threads.
-MMA = re.compile(r'^HMMA\.(\d+)(\d)(\d+)')
+# SASS MMA shapes and the threads that share one: HMMA.1688 / HMMA.16816
+# (m16n8k8, m16n8k16) over a warp; HGMMA.64x128x16 over a warpgroup.
+MMA = (
+    (re.compile(r'^HMMA\.(16)(8)(8|16)\b'), 32),
+    (re.compile(r'^HGMMA\.(\d+)x(\d+)x(\d+)\b'), 128),
+)
 LOAD = re.compile(r'^(LDG|LDS|LDSM|LD)\b')
 WIDTHS = {'U8': 1, 'S8': 1, 'U16': 2, 'S16': 2, '64': 8, '128': 16}
+LINE = re.compile(r'^\w+ \S+ sm_\d+: regs=\d+ spill_bytes=\d+ shared=\d+ '
+                  r'macs_per_byte=[\d.]+ fma_share=[\d.]+$')
 INSTRUCTION = re.compile(r'^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?'
                          r'([A-Z][A-Z0-9_.]*)')
 
@@ -143,10 +149,8 @@ def instruction_mix(sass: str) -> Tuple[float, float, float]:
         opcode = match.group(1)
         count += 1
         base = opcode.split('.')[0]
-        mma = MMA.match(opcode)
-        if mma:
-            m, n, k = map(int, mma.groups())
-            macs += m * n * k / 32
+        if mma_macs(opcode):
+            macs += mma_macs(opcode)
         elif base in MACS:
             macs += MACS[base]
         elif LOAD.match(opcode) and not opcode.startswith('LDC'):
@@ -154,8 +158,18 @@ def instruction_mix(sass: str) -> Tuple[float, float, float]:
     return macs, loaded, count
 
 
+def mma_macs(opcode: str) -> float:
+    """Multiply-adds per thread of an MMA instruction (0 for others)."""
+    for pattern, threads in MMA:
+        match = pattern.match(opcode)
+        if match:
+            m, n, k = map(int, match.groups())
+            return m * n * k / threads
+    return 0.
+
+
 def is_fma(opcode: str) -> bool:
-    return opcode.split('.')[0] in MACS or bool(MMA.match(opcode))
+    return opcode.split('.')[0] in MACS or bool(mma_macs(opcode))
 
 
 def report(variant: Variant, arch: int, folder: str) -> Dict[str, object]:

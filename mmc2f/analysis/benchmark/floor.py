@@ -23,12 +23,12 @@ Per stage (strides 4, 8, 16, 32 of the run's input; channels, depths and
 kernel of the arch), the timed code is the model's own, on random inputs in
 those dtypes and the run's memory format: the depthwise conv of a built
 block (``attn.att[2]``), then that conv followed by the block's modulation
-as ``ConvMod.forward``'s reference ops run it (without the fused kernel it
-hands CUDA inference to), under the run's autocast, in inference mode.
+as ``ConvMod.forward``'s reference ops run it (without the Triton op it
+may hand the step to), under the run's autocast, in inference mode.
 Where it runs (CUDA, triton installed, channels-last inputs) a third step,
-``fused``, is the Triton kernel that does the conv and the modulation in one
-pass (:func:`~mmc2f.models.backbones.fused_cuda_inference.dwconv_modulate`,
-on the block's weights, A * V in the model's dtype), against the ``dw+mod``
+``fused``, is the Triton op that does the conv and the modulation in one
+pass (:func:`mmc2f.ops.dwconv_modulate` with ``backend='triton'``, on the
+block's weights, A * V in the model's dtype), against the ``dw+mod``
 floor. It must compute what the model's step computes, to ``FUSED_TOL``;
 a wrong one is reported, not timed.
 The network's total is the sum over stages of the time per block times the
@@ -106,19 +106,19 @@ class FloorRow:
         return self.mod_s / self.mod_floor_s
 
 
-def fused_step(run: RunSpec, device: torch.device, conv: torch.nn.Conv2d,
-               out_dtype: torch.dtype
+def fused_step(run: RunSpec, device: torch.device, conv: torch.nn.Conv2d
                ) -> Optional[Callable[[torch.Tensor, torch.Tensor],
                                       torch.Tensor]]:
     """``dwconv_modulate`` on ``conv``'s weights, or None where it does not
-    run (not CUDA, no triton, or not channels last)."""
+    run (not CUDA, no triton, or not channels last). Its product has the
+    dtype of the model's (float32 for float16 inputs)."""
     if device.type != 'cuda' or not run.channels_last:
         return None
-    from mmc2f.models.backbones import fused_cuda_inference as fused
-    if not fused.AVAILABLE:
+    from mmc2f.ops import dispatch, dwconv_modulate
+    if dispatch.triton is None:
         return None
-    return lambda x, v: fused.dwconv_modulate(x, conv.weight, conv.bias, v,
-                                              out_dtype)
+    return lambda x, v: dwconv_modulate(x, conv.weight, conv.bias, v,
+                                        backend='triton')
 
 
 def check_fused(label: str, fused: Callable[[torch.Tensor, torch.Tensor],
@@ -206,7 +206,7 @@ def measure_floor(run: RunSpec, device: torch.device) -> List[FloorRow]:
             x, v = inputs[0]
             with strict_fp32():  # TF32 off: the fused check's reference
                 a, av = dw(x, v), mod(x, v)
-            fused = fused_step(run, device, conv, av.dtype)
+            fused = fused_step(run, device, conv)
             fused_err = (None if fused is None else
                          check_fused(label, fused, x, v, av))
             if fused_err is not None and not fused_err < FUSED_TOL[dtype]:
@@ -274,6 +274,6 @@ def report_floor(rows: List[FloorRow], run: RunSpec, device: torch.device,
           f'time / floor. Median of {run.repeats} samples after '
           f'{run.warmup} warm-up samples.\n'
           'fused = the Triton kernel doing dw+mod in one pass '
-          '(fused_cuda_inference.dwconv_modulate), ratio against the dw+mod '
+          '(mmc2f.ops.dwconv_modulate), ratio against the dw+mod '
           'floor, err = max relative error against dw+mod; - where not run '
           '(it needs CUDA, triton and --channels-last).')

@@ -13,9 +13,9 @@
   inference, autocast or not, train or eval): in the output check and the
   warm-up, both untimed, so the timed rounds run compiled code.
 * A ``+unfused`` suffix (``conv2former-t+unfused``) runs mmc2f's model
-  without its Triton kernel of the modulation
-  (:mod:`~mmc2f.models.backbones.fused_cuda_inference`, CUDA inference
-  only): the same model's reference ops, in the same run.
+  with its fast paths off (``mmc2f.ops.forced('reference')``: neither the
+  Triton op of the modulation nor the fused CPU engine): the same model's
+  reference ops, in the same run.
 * ``conv2former-X``: mmc2f's :class:`~mmc2f.models.Conv2Former`, all four
   stage outputs, no output norms (``out_norm=False``, as the released code).
 * ``released-X``: the authors' released forward pass, as re-implemented in
@@ -142,11 +142,11 @@ def build_backbone(name: str, with_cp: bool) -> Tuple[nn.Module, str, bool]:
 
 
 def _unfused(forward: Callable) -> Callable:
-    """``forward`` without the Triton kernel of the modulation."""
-    from mmc2f.models.backbones import fused_cuda_inference
+    """``forward`` with the reference ops only."""
+    from mmc2f.ops import forced
 
     def call(*inputs: torch.Tensor):
-        with fused_cuda_inference.disabled():
+        with forced('reference'):
             return forward(*inputs)
     return call
 

@@ -11,12 +11,13 @@ is followed; ``docs/released_architecture.md`` lists the differences. Module
 and parameter names are the released ones, so the authors' checkpoints load
 after the key renaming of ``tools/model_converters/conv2former_to_mmc2f.py``.
 
-Fast float32 CPU inference lives in :mod:`.fused_cpu_inference`, and the
-Triton kernel of the modulation's GPU inference in
-:mod:`.fused_cuda_inference`; each module hands its inference to them at one
-point, and the model computes the same function without them. Only torch,
-mmengine and ``mmcv.cnn`` are imported (Triton where it is installed): the
-backbone runs where mmcv's compiled ops are absent (``mmcv-lite``).
+The fast paths live in :mod:`mmc2f.ops`: the fused CPU inference engine and
+the Triton op of the modulation's conv and product, for training and
+inference. Each module hands its work to them at one point, where the one
+policy of :mod:`mmc2f.ops.dispatch` says so (the ``backend`` argument), and
+the model computes the same function without them. Only torch, mmengine and
+``mmcv.cnn`` are imported (Triton where it is installed): the backbone runs
+where mmcv's compiled ops are absent (``mmcv-lite``).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -26,20 +27,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 
+from ...ops import dispatch, dwconv_modulate
 from .base_backbone import BaseConv2Former, in_layout_of
-
-try:
-    from . import fused_cpu_inference as fused
-except ModuleNotFoundError as e:  # the reference path alone
-    if not e.name.endswith('fused_cpu_inference'):
-        raise
-    fused = None
-try:
-    from . import fused_cuda_inference as fused_cuda
-except ModuleNotFoundError as e:
-    if not e.name.endswith('fused_cuda_inference'):
-        raise
-    fused_cuda = None
 
 # The paper's Table 1. ``kernel_size`` is the released one: 7 for N, 11
 # otherwise (the ImageNet-22k B is 'base' with ``kernel_size=7``).
@@ -124,11 +113,12 @@ class ConvMod(nn.Module):
 
     on the layer-normed input X; the linear layers are 1x1 convs and the
     GELU is the released code's. Attribute names (``att``, ``v``,
-    ``proj``) are the released ones.
+    ``proj``) are the released ones. ``backend``: see
+    :mod:`mmc2f.ops.dispatch`.
     """
 
     def __init__(self, dim: int, kernel_size: int,
-                 modulation: str = 'hadamard') -> None:
+                 modulation: str = 'hadamard', backend: str = 'auto') -> None:
         super().__init__()
         self.norm = LayerNorm2d(dim)
         self.att = nn.Sequential(
@@ -140,14 +130,22 @@ class ConvMod(nn.Module):
         self.v = nn.Conv2d(dim, dim, 1)
         self.proj = nn.Conv2d(dim, dim, 1)
         self.modulation = modulation
+        self.backend = dispatch.check_backend(backend)
 
     def modulate(self, a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return MODULATIONS[self.modulation](a, v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused_cuda is not None and fused_cuda.fuses(self, x):
-            return fused_cuda.convmod_forward(self, x)
         x = self.norm(x)
+        if dispatch.convmod_uses_op(self, x, self.backend):
+            pre_conv, gelu, conv = self.att
+            z = dwconv_modulate(gelu(pre_conv(x)), conv.weight, conv.bias,
+                                self.v(x), self.backend)
+            if z.dtype == torch.float32 and torch.is_autocast_enabled(
+                    x.device.type):  # float16 autocast: see below
+                with torch.autocast(x.device.type, enabled=False):
+                    return self.proj(z)
+            return self.proj(z)
         a = self.att(x)
         v = self.v(x)
         return float32_under_float16(
@@ -193,6 +191,7 @@ class Stem(nn.Sequential):
         strides (tuple[int, int]): Strides of the 3x3 convs.
         patch (int): Kernel and stride of the last conv.
         bias (bool): Whether the last conv has a bias.
+        backend (str): See :mod:`mmc2f.ops.dispatch`.
     """
 
     def __init__(self,
@@ -201,7 +200,8 @@ class Stem(nn.Sequential):
                  widths: Optional[Tuple[int, int]] = None,
                  strides: Tuple[int, int] = (2, 1),
                  patch: int = 2,
-                 bias: bool = False) -> None:
+                 bias: bool = False,
+                 backend: str = 'auto') -> None:
         width1, width2 = widths or (out_channels // 2, out_channels // 2)
         super().__init__(
             nn.Conv2d(in_channels, width1, 3, strides[0], padding=1,
@@ -213,10 +213,11 @@ class Stem(nn.Sequential):
             nn.BatchNorm2d(width2),
             nn.Conv2d(width2, out_channels, patch, patch, bias=bias),
         )
+        self.backend = dispatch.check_backend(backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused is not None and fused.fuses(self, x):
-            return fused.stem_forward(self, x)
+        if dispatch.cpu_engine_runs(self, x, self.backend):
+            return dispatch.cpu_inference.stem_forward(self, x)
         return super().forward(x)
 
 
@@ -233,6 +234,7 @@ class Conv2FormerBlock(nn.Module):
         modulation (str): How A modulates V, a key of :data:`MODULATIONS`.
         with_cp (bool): Recompute this block in the backward pass to save
             activation memory.
+        backend (str): See :mod:`mmc2f.ops.dispatch`.
     """
 
     def __init__(self,
@@ -242,9 +244,10 @@ class Conv2FormerBlock(nn.Module):
                  drop_path: float = 0.,
                  layer_scale_init_value: float = 1e-6,
                  modulation: str = 'hadamard',
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 backend: str = 'auto') -> None:
         super().__init__()
-        self.attn = ConvMod(dim, kernel_size, modulation)
+        self.attn = ConvMod(dim, kernel_size, modulation, backend)
         self.mlp = ConvMLP(dim, mlp_ratio)
         self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
         if layer_scale_init_value > 0:
@@ -255,6 +258,7 @@ class Conv2FormerBlock(nn.Module):
         else:
             self.layer_scale_1 = self.layer_scale_2 = None
         self.with_cp = with_cp
+        self.backend = backend
 
     def residual(self, x: torch.Tensor, y: torch.Tensor,
                  gamma: Optional[nn.Parameter]) -> torch.Tensor:
@@ -267,8 +271,8 @@ class Conv2FormerBlock(nn.Module):
         return x + self.drop_path(y)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused is not None and fused.fuses(self, x):
-            return fused.block_forward(self, x)
+        if dispatch.cpu_engine_runs(self, x, self.backend):
+            return dispatch.cpu_inference.block_forward(self, x)
         x = self.residual(x, self.attn(x), self.layer_scale_1)
         return self.residual(x, self.mlp(x), self.layer_scale_2)
 
@@ -334,6 +338,11 @@ class Conv2Former(BaseConv2Former):
         norm_eval (bool): Keep the stem's BatchNorm layers in eval mode
             during training. Defaults to False.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        backend (str): How the modules compute: ``'auto'`` (the fused CPU
+            engine for float32 CPU inference; on CUDA the Triton op of the
+            modulation where it times faster than cuDNN), ``'triton'`` or
+            ``'reference'`` (PyTorch ops only); see
+            :mod:`mmc2f.ops.dispatch`. Defaults to ``'auto'``.
         init_cfg (dict | list[dict], optional): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
 
@@ -375,6 +384,7 @@ class Conv2Former(BaseConv2Former):
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 backend: str = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg, in_channels, frozen_stages, norm_eval)
         arch = self.parse_arch(arch)
@@ -395,7 +405,7 @@ class Conv2Former(BaseConv2Former):
 
         # The stem, then a (LayerNorm, 2x2 stride-2 conv) between stages.
         self.downsample_layers = nn.ModuleList(
-            [Stem(in_channels, self.channels[0])])
+            [Stem(in_channels, self.channels[0], backend=backend)])
         for c_in, c_out in zip(self.channels[:-1], self.channels[1:]):
             self.downsample_layers.append(
                 nn.Sequential(LayerNorm2d(c_in),
@@ -411,7 +421,8 @@ class Conv2Former(BaseConv2Former):
                     drop_path=next(rates),
                     layer_scale_init_value=layer_scale_init_value,
                     modulation=modulation,
-                    with_cp=with_cp) for _ in range(depth)
+                    with_cp=with_cp,
+                    backend=backend) for _ in range(depth)
             ]) for dim, depth in zip(self.channels, self.depths))
 
         self.out_norm = out_norm
@@ -429,8 +440,7 @@ class Conv2Former(BaseConv2Former):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
         inputs = x
-        if fused is not None:
-            x = fused.preferred_layout(x)
+        x = dispatch.preferred_layout(x)
         outs = []
         for i, (downsample, stage) in enumerate(
                 zip(self.downsample_layers, self.stages)):

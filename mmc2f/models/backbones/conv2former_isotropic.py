@@ -13,9 +13,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
+from ...ops import dispatch
 from .base_backbone import BaseConv2Former, in_layout_of
 from .conv2former import (Conv2FormerBlock, LayerNorm2d, Stem,
-                          check_block_args, fused, linear_drop_path_rates)
+                          check_block_args, linear_drop_path_rates)
 
 ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
     'small': dict(channels=328, depth=18),
@@ -24,7 +25,8 @@ ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
 ISOTROPIC_ALIASES = {'is': 'small', 's': 'small', 'ib': 'base', 'b': 'base'}
 
 
-def patch_embed(kind: str, in_channels: int, dim: int) -> nn.Sequential:
+def patch_embed(kind: str, in_channels: int, dim: int,
+                backend: str = 'auto') -> nn.Sequential:
     """Stride-16 patch embedding.
 
     ``'conv'``: one 16x16 stride-16 conv, as ViT. ``'conv3'``: three convs
@@ -36,7 +38,7 @@ def patch_embed(kind: str, in_channels: int, dim: int) -> nn.Sequential:
         return nn.Sequential(nn.Conv2d(in_channels, dim, 16, stride=16))
     if kind == 'conv3':
         return Stem(in_channels, dim, widths=(dim // 8, dim // 4),
-                    strides=(2, 2), patch=4, bias=True)
+                    strides=(2, 2), patch=4, bias=True, backend=backend)
     raise ValueError(f"Unknown patch_embed {kind!r}; valid are 'conv' (one "
                      "16x16 conv) and 'conv3' (three convs)")
 
@@ -66,6 +68,7 @@ class Conv2FormerIsotropic(BaseConv2Former):
         norm_eval (bool): Keep the BatchNorm layers of the ``'conv3'`` patch
             embedding in eval mode during training. Defaults to False.
         with_cp (bool): Gradient checkpointing per block.
+        backend (str): How the modules compute (see :class:`Conv2Former`).
         init_cfg (dict | list[dict], optional): mmengine init config.
 
     Shapes:
@@ -99,6 +102,7 @@ class Conv2FormerIsotropic(BaseConv2Former):
                  frozen_stages: int = 0,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 backend: str = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg, in_channels, frozen_stages, norm_eval)
         arch = self.parse_arch(arch)
@@ -109,7 +113,7 @@ class Conv2FormerIsotropic(BaseConv2Former):
         self.out_indices = self.parse_indices(out_indices, frozen_stages)
 
         self.patch_embed = patch_embed(patch_embed_type, in_channels,
-                                       self.channels)
+                                       self.channels, backend)
         rates = linear_drop_path_rates(drop_path_rate, self.depth)
         self.blocks = nn.Sequential(*[
             Conv2FormerBlock(
@@ -119,7 +123,8 @@ class Conv2FormerIsotropic(BaseConv2Former):
                 drop_path=rate,
                 layer_scale_init_value=layer_scale_init_value,
                 modulation=modulation,
-                with_cp=with_cp) for rate in rates
+                with_cp=with_cp,
+                backend=backend) for rate in rates
         ])
         self.final_norm = final_norm
         if final_norm:
@@ -137,9 +142,7 @@ class Conv2FormerIsotropic(BaseConv2Former):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self.check_input(x)
         inputs = x
-        if fused is not None:
-            x = fused.preferred_layout(x)
-        x = self.patch_embed(x)
+        x = self.patch_embed(dispatch.preferred_layout(x))
         outs = []
         for i, block in enumerate(self.blocks):
             x = block(x)

@@ -5,7 +5,9 @@ import torch
 import torch.nn as nn
 
 from mmc2f.models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
-from mmc2f.models.backbones import conv2former, fused_cpu_inference
+from mmc2f.models.backbones import conv2former
+from mmc2f.ops import cpu_inference as fused_cpu_inference
+from mmc2f.ops import forced
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, MODULATIONS
 from mmc2f.paper import ISOTROPIC, find_imagenet
 from mmc2f.testing.released_reference import (make_released_state_dict,
@@ -488,10 +490,9 @@ def test_float16_autocast_largest_preset():
 
 
 def reference_path(model, x):
-    """The model's outputs without the fused kernels (as if the fused module
-    were deleted), in inference mode."""
-    from unittest import mock
-    with mock.patch.object(conv2former, 'fused', None), torch.no_grad():
+    """The model's outputs with the reference ops only (the fused CPU
+    engine's layout kept), in inference mode."""
+    with forced('reference'), torch.no_grad():
         return model(x)
 
 
@@ -525,19 +526,19 @@ def test_fused_and_reference_paths_agree_on_every_preset(model):
 
 
 def test_model_runs_without_the_fused_module(tmp_path):
-    """Deleting fused_cpu_inference.py leaves a model that computes the same
+    """Deleting ops/cpu_inference.py leaves a model that computes the same
     function: imported with that module blocked, the backbone still equals
     the released forward."""
     script = tmp_path / 'no_fused.py'
     script.write_text('''
 import sys
 import torch
-sys.modules['mmc2f.models.backbones.fused_cpu_inference'] = None
-from mmc2f.models.backbones import conv2former
+sys.modules['mmc2f.ops.cpu_inference'] = None
+from mmc2f.ops import dispatch
 from mmc2f.models import Conv2Former
 from mmc2f.testing.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
-assert conv2former.fused is None
+assert dispatch.cpu_inference is None
 arch = dict(channels=[16, 32, 48, 64], depths=[1, 2, 3, 1], kernel_size=5)
 sd = make_released_state_dict(arch['channels'], arch['depths'], 5)
 model = Conv2Former(arch, out_indices=(0, 1, 2, 3)).eval()

@@ -1,17 +1,14 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """Fused CPU inference for the Conv2Former modules.
 
-The model file (:mod:`.conv2former`) defines the network as the paper does;
-this module makes its float32 CPU inference fast without changing what it
-computes, working on the reference modules' own parameters. Every policy of
-that lives here:
+The model file (:mod:`mmc2f.models.backbones.conv2former`) defines the
+network as the paper does; this module makes its float32 CPU inference fast
+without changing what it computes, working on the reference modules' own
+parameters. When it runs is :func:`mmc2f.ops.dispatch.cpu_engine_runs`'s
+decision (float32 CPU inference in eval mode, outside autocast, not traced:
+export and ``torch.compile`` see the plain ops and fuse them themselves).
+The rest lives here:
 
-- when to fuse (:func:`fuses`): float32 CPU inference in eval mode, outside
-  autocast, not traced (export and ``torch.compile`` see the plain ops and
-  fuse them themselves);
-- the memory layout (:func:`preferred_layout`): channels last on the CPU,
-  where oneDNN's convolutions, the depthwise 11x11 above all, and the layer
-  norms' NHWC view are fastest;
 - the kernels: oneDNN convolutions with a fused epilogue (GELU, or an
   elementwise product or sum with a second tensor, scaled), the kernel
   TorchInductor emits on the CPU, and its in-place variant;
@@ -28,7 +25,7 @@ import torch.nn.functional as F
 from mmengine.utils import digit_version
 
 # Private oneDNN ops, so they are looked up, not assumed; used from torch
-# 2.4, which has the autocast and compile queries of `fuses`.
+# 2.4, which has the autocast and compile queries of the dispatch.
 _AVAILABLE = (torch.backends.mkldnn.is_available() and
               digit_version(torch.__version__) >= digit_version('2.4.0'))
 # ``epilogue(conv(x))`` or ``binary(conv(x), other)``, one new tensor.
@@ -45,24 +42,6 @@ AVAILABLE = CONV_WITH_EPILOGUE is not None and CONV_ADD_INPLACE is not None
 # multi-MiB allocations cost page faults). 8 MiB measured best of 3/5/8/16
 # on a 32 MiB-L3 EPYC (docs/benchmarks.md).
 MLP_TILE_BYTES = 8 * 2**20
-
-
-def fuses(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``module`` runs ``x`` through the fused kernels."""
-    if (not AVAILABLE or module.training or torch.compiler.is_compiling()
-            or torch.jit.is_tracing() or torch.jit.is_scripting()):
-        return False
-    return (x.device.type == 'cpu' and x.dtype == torch.float32
-            and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled('cpu'))
-
-
-def preferred_layout(x: torch.Tensor) -> torch.Tensor:
-    """The backbone's input in the layout its convolutions run fastest in:
-    channels last on the CPU, as is elsewhere."""
-    if x.device.type == 'cpu':
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def _conv_args(conv: nn.Conv2d, scale: Optional[torch.Tensor]) -> tuple:
