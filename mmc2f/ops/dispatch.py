@@ -29,7 +29,8 @@ or with forward hooks on the modules they replace.
 import contextlib
 import math
 import os
-from typing import Callable, Dict, Iterator, NamedTuple, Optional, Tuple
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
+                    Tuple)
 
 import torch
 import torch.nn as nn
@@ -52,8 +53,9 @@ INTERPRETED = triton is not None and os.environ.get('TRITON_INTERPRET') == '1'
 
 _forced: Optional[str] = (
     'reference' if os.environ.get('MMC2F_BACKEND') == 'reference' else None)
-# The timed choice per key ('triton' or 'reference').
+# The timed choice per key ('triton' or 'reference'), and its log lines.
 _timed: Dict[tuple, str] = {}
+_timed_lines: List[str] = []
 
 
 class KernelConfig(NamedTuple):
@@ -175,6 +177,12 @@ def _time(fn: Callable[[], None], repeat: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def choices() -> List[str]:
+    """What ``'auto'`` chose on this process's CUDA devices, and the times
+    it chose by, one line per key."""
+    return list(_timed_lines)
+
+
 def _timed_choice(key: tuple, x: torch.Tensor, weight: torch.Tensor,
                   bias: Optional[torch.Tensor], v: torch.Tensor,
                   training: bool) -> str:
@@ -198,12 +206,13 @@ def _timed_choice(key: tuple, x: torch.Tensor, weight: torch.Tensor,
         'reference': _time(run(reference)),
     }
     choice = min(times, key=times.get)
-    print_log(
-        f'mmc2f dwconv_modulate: C={key[1]} k={key[2]} {key[3]} '
+    _timed_lines.append(
+        f'mmc2f dwconv_modulate auto: C={key[1]} k={key[2]} {key[3]} '
         f'{"NCHW" if key[5] else "channels-last"} '
         f'{"train" if training else "inference"} ~{key[7]} px: triton '
         f'{times["triton"]:.3f} ms, reference {times["reference"]:.3f} ms '
-        f'-> {choice}', logger='current')
+        f'-> {choice}')
+    print_log(_timed_lines[-1], logger='current')
     return choice
 
 

@@ -17,8 +17,9 @@ float32                 x, A, V (12)             x, V (8)
 ======================  =======================  ==================
 
 bytes per element of the block's (N, C, H, W) activation: 6, 2 and 4
-bytes saved. For Conv2Former-T at 224 x 224 under float16 autocast that is
-54 MiB per image over its 21 blocks (``docs/benchmarks.md``).
+bytes saved (autocast also keeps a float16 copy of the weights). For
+Conv2Former-T at 224 x 224 under float16 autocast that is 10.2 MiB per image
+over its 21 blocks (``docs/benchmarks.md``).
 
 The product's dtype is x's and V's (promoted), except float16, whose range
 A * V exceeds once both reach a few hundred: float32 then, as the model's

@@ -31,7 +31,9 @@ What is counted follows each library's own ``get_flops.py`` (in its
   numbers) take the first 100: the cascade's mask heads also get the first
   100 here, unless ``--all-mask-rois``.
 * mmseg: ``forward(mode='tensor')`` of a random image (default H=512 W=2048)
-  without the auxiliary head, which mmseg's tool drops (also from params).
+  without the auxiliary head, which mmseg's tool drops (also from params);
+  for a mask-classification head (Mask2Former), which mmseg's tool refuses,
+  the backbone and the head given the image's sample.
 * mmpretrain: the whole ``ImageClassifier`` (backbone, neck, head) at 224.
 
 The backbone's ``init_cfg`` is cleared (no checkpoint is loaded): weights do
@@ -40,6 +42,7 @@ is printed.
 """
 import argparse
 import importlib
+import inspect
 import os.path as osp
 import sys
 import time
@@ -183,6 +186,12 @@ def measure(cfg: Config, shape: Optional[Sequence[int]] = None,
 
         def model_forward(x):
             return forward(x, samples, mode='tensor')
+    elif scope == 'mmseg' and 'batch_data_samples' in inspect.signature(
+            model.decode_head.forward).parameters:
+        # A mask-classification head (Mask2Former's) takes the samples,
+        # which the segmentor's tensor forward does not pass to it.
+        def model_forward(x):
+            return model.decode_head.forward(model.extract_feat(x), samples)
     else:
         def model_forward(x):
             return forward(x, mode='tensor')
@@ -193,7 +202,8 @@ def measure(cfg: Config, shape: Optional[Sequence[int]] = None,
         analyzer = FlopAnalyzer(model, (inputs, ))
         analyzer.unsupported_ops_warnings(False)
         analyzer.uncalled_modules_warnings(False)
-        result['flops'] = analyzer.total()
+        # A float where an op's handle gives one (Mask2Former's).
+        result['flops'] = int(analyzer.total())
     result['seconds'] = time.perf_counter() - start
     result['params'] = parameter_count(model)['']
     result['uncounted'] = _uncounted(analyzer)

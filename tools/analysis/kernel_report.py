@@ -4,12 +4,14 @@ their machine code, with no GPU: Triton compiles each kernel and tile
 config for a GPU target, ``cuobjdump -res-usage`` gives registers, stack and
 shared memory, ``nvdisasm`` the SASS instructions (both ship with Triton).
 
-    python tools/analysis/kernel_report.py [--targets 80 90] [--kernel-size 11]
-        [--channels 72] [--dtype float16|bfloat16|float32] [--json FILE]
+    python tools/analysis/kernel_report.py [--targets 80 90]
+        [--kernel-size 11] [--dtype float16|bfloat16|float32]
+        [--kernels forward grad_v grad_x grad_weight] [--json FILE]
 
-One line per kernel, tile config and target::
+One line per kernel, tile config and target (here wrapped)::
 
-    KERNEL CONFIG sm_90: regs=N spill_bytes=N shared=N macs_per_byte=X fma_share=Y
+    KERNEL CONFIG sm_90: regs=N spill_bytes=N shared=N
+        macs_per_byte=X fma_share=Y
 
 - ``spill_bytes``: the stack frame (local memory that spilled registers
   live in); 0 means no spill.

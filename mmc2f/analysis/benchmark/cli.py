@@ -10,6 +10,7 @@ from mmengine.config import DictAction
 
 from .floor import measure_floor, report_floor
 from .goals import GOAL_RUNS, run_goals
+from .op import measure_op, report_op
 from .report import load_average, report
 from .run import measure
 from .spec import RunSpec
@@ -55,6 +56,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'modulation of each stage of this Conv2Former arch '
                         '(default tiny) against the memory-bandwidth floor '
                         '(honours --shape, --device, --amp, --channels-last)')
+    parser.add_argument('--op', nargs='?', const='tiny', metavar='ARCH',
+                        help='instead of --models: dwconv_modulate of each '
+                        'stage of this arch, forward and backward, with '
+                        'cuDNN, cuDNN benchmark, PyTorch\'s NCHW kernel and '
+                        'Triton, against its floors (honours --shape, '
+                        '--device, --amp)')
     parser.add_argument('--goals', nargs='*', metavar='RUN',
                         help='the project\'s performance goals in one run '
                         '(ignores the model and input options); optionally '
@@ -76,7 +83,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         cudnn_benchmark=args.cudnn_benchmark,
         amp=args.amp, amp_dtype=args.amp_dtype, device=args.device,
         threads=args.threads, train=args.train, with_cp=args.with_cp,
-        markdown=args.markdown, floor=args.floor)
+        markdown=args.markdown, floor=args.floor, op=args.op)
     try:
         args.run = run.resolved()
     except ValueError as e:
@@ -102,5 +109,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     load = load_average()
     if run.floor:
         report_floor(measure_floor(run, device), run, device, load)
+    elif run.op:
+        report_op(measure_op(run, device), run, device, load)
     else:
         report(measure(run, device), run, device, load)
+    from mmc2f.ops import dispatch
+    for line in dispatch.choices():
+        print(line)

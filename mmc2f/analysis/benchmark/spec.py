@@ -80,6 +80,9 @@ class RunSpec:
         floor: Instead of models, the arch (a Conv2Former preset or its
             letter) whose depthwise conv and modulation are profiled
             against the memory-bandwidth floor (``--floor``, :mod:`.floor`).
+        op: Instead of models, the arch whose ``dwconv_modulate`` is timed
+            forward and backward, every way, against its floors (``--op``,
+            :mod:`.op`).
     """
     models: Tuple[str, ...] = ()
     configs: Tuple[str, ...] = ()
@@ -98,6 +101,7 @@ class RunSpec:
     with_cp: bool = False
     markdown: bool = False
     floor: Optional[str] = None
+    op: Optional[str] = None
 
     def labels(self) -> List[str]:
         """The table's model labels: the --models names, then the configs'
@@ -118,8 +122,8 @@ class RunSpec:
             raise ValueError('--repeats must be >= 1 and --warmup >= 0')
         amp_dtype = self.amp_dtype or ('fp16' if self.device == 'cuda' else
                                        'bf16')
-        if self.floor is not None:
-            return self._resolved_floor(shape, amp_dtype)
+        if self.floor is not None or self.op is not None:
+            return self._resolved_profile(shape, amp_dtype)
         if not self.models and not self.configs:
             raise ValueError('nothing to time: give --models and/or --config')
         names = [parse_model_name(name) for name in self.models]
@@ -135,18 +139,24 @@ class RunSpec:
         return dataclasses.replace(self, shape=shape, amp_dtype=amp_dtype,
                                    baseline=baseline)
 
-    def _resolved_floor(self, shape: Tuple[int, ...],
-                        amp_dtype: str) -> 'RunSpec':
-        """The floor profile: an arch, in inference, nothing else timed."""
+    def _resolved_profile(self, shape: Tuple[int, ...],
+                          amp_dtype: str) -> 'RunSpec':
+        """The floor or op profile: one arch, nothing else timed (the op
+        profile times the backward itself)."""
+        option = '--floor' if self.floor is not None else '--op'
+        if self.floor is not None and self.op is not None:
+            raise ValueError('--floor and --op are two runs: give one')
         if self.models or self.configs or self.train:
-            raise ValueError('--floor profiles one arch in inference: no '
-                             '--models, --config or --train with it')
+            raise ValueError(f'{option} profiles one arch: no --models, '
+                             '--config or --train with it')
         if min(shape[2:]) < 32:
-            raise ValueError('--floor needs H and W >= 32 (the last stage\'s '
-                             'stride)')
-        arch = SIZES.get(self.floor, self.floor)
+            raise ValueError(f'{option} needs H and W >= 32 (the last '
+                             "stage's stride)")
+        name = self.floor if self.floor is not None else self.op
+        arch = SIZES.get(name, name)
         if arch not in SIZES.values():
-            raise ValueError(f'--floor {self.floor}: not one of '
+            raise ValueError(f'{option} {name}: not one of '
                              f'{", ".join(SIZES.values())} (or n t s b l)')
+        which = 'floor' if self.floor is not None else 'op'
         return dataclasses.replace(self, shape=shape, amp_dtype=amp_dtype,
-                                   floor=arch)
+                                   **{which: arch})

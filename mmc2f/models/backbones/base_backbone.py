@@ -3,7 +3,7 @@
 backbones: ``arch`` presets and dicts, ``out_indices``, ``frozen_stages``,
 ``norm_eval``, ``init_cfg`` (the released initialisation, or a strictly
 checked ``Pretrained`` load), the input checks and the output layout."""
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -22,6 +22,27 @@ def init_conv2former_weights(module: nn.Module) -> None:
         trunc_normal_(module.weight, std=.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def check_block_args(kernel_size: int, modulation: str, drop_path_rate: float,
+                     modulations: Collection[str]) -> None:
+    """The block settings both backbones take, checked with the fix named."""
+    if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool)
+            or kernel_size < 1 or kernel_size % 2 == 0):
+        raise ValueError(
+            f'kernel_size must be a positive odd integer (e.g. 5, 7, 11, 21) '
+            f'so that padding k//2 keeps the spatial size, got {kernel_size}')
+    if modulation not in modulations:
+        raise ValueError(f'Unknown modulation {modulation!r}; valid '
+                         f'modulations are {sorted(modulations)}')
+    if not 0 <= drop_path_rate < 1:
+        raise ValueError(
+            f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+
+
+def linear_drop_path_rates(rate: float, num_blocks: int) -> List[float]:
+    """Stochastic depth rising linearly from 0 to ``rate`` over the blocks."""
+    return [rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]
 
 
 class BaseConv2Former(BaseModule):

@@ -28,7 +28,8 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 
 from ...ops import dispatch, dwconv_modulate
-from .base_backbone import BaseConv2Former, in_layout_of
+from .base_backbone import (BaseConv2Former, check_block_args, in_layout_of,
+                            linear_drop_path_rates)
 
 # The paper's Table 1. ``kernel_size`` is the released one: 7 for N, 11
 # otherwise (the ImageNet-22k B is 'base' with ``kernel_size=7``).
@@ -146,8 +147,7 @@ class ConvMod(nn.Module):
                 with torch.autocast(x.device.type, enabled=False):
                     return self.proj(z)
             return self.proj(z)
-        a = self.att(x)
-        v = self.v(x)
+        a, v = self.att(x), self.v(x)
         return float32_under_float16(
             lambda a, v: self.proj(self.modulate(a, v)), a, v)
 
@@ -282,27 +282,6 @@ class Conv2FormerBlock(nn.Module):
         return self._forward(x)
 
 
-def check_block_args(kernel_size: int, modulation: str,
-                     drop_path_rate: float) -> None:
-    """The block settings both backbones take, checked with the fix named."""
-    if (not isinstance(kernel_size, int) or isinstance(kernel_size, bool)
-            or kernel_size < 1 or kernel_size % 2 == 0):
-        raise ValueError(
-            f'kernel_size must be a positive odd integer (e.g. 5, 7, 11, 21) '
-            f'so that padding k//2 keeps the spatial size, got {kernel_size}')
-    if modulation not in MODULATIONS:
-        raise ValueError(f'Unknown modulation {modulation!r}; valid '
-                         f'modulations are {sorted(MODULATIONS)}')
-    if not 0 <= drop_path_rate < 1:
-        raise ValueError(
-            f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
-
-
-def linear_drop_path_rates(rate: float, num_blocks: int) -> List[float]:
-    """Stochastic depth rising linearly from 0 to ``rate`` over the blocks."""
-    return [rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]
-
-
 class Conv2Former(BaseConv2Former):
     """Conv2Former backbone (hierarchical, four stages).
 
@@ -400,7 +379,8 @@ class Conv2Former(BaseConv2Former):
                              f'the first), got {self.channels}')
         self.kernel_size = (arch.get('kernel_size', 11)
                             if kernel_size is None else kernel_size)
-        check_block_args(self.kernel_size, modulation, drop_path_rate)
+        check_block_args(self.kernel_size, modulation, drop_path_rate,
+                         MODULATIONS)
         self.out_indices = self.parse_indices(out_indices, frozen_stages)
 
         # The stem, then a (LayerNorm, 2x2 stride-2 conv) between stages.

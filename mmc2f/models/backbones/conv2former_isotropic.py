@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 
 from ...ops import dispatch
-from .base_backbone import BaseConv2Former, in_layout_of
-from .conv2former import (Conv2FormerBlock, LayerNorm2d, Stem,
-                          check_block_args, linear_drop_path_rates)
+from .base_backbone import (BaseConv2Former, check_block_args, in_layout_of,
+                            linear_drop_path_rates)
+from .conv2former import MODULATIONS, Conv2FormerBlock, LayerNorm2d, Stem
 
 ISOTROPIC_ARCH_SETTINGS: Dict[str, dict] = {
     'small': dict(channels=328, depth=18),
@@ -109,7 +109,8 @@ class Conv2FormerIsotropic(BaseConv2Former):
         self.channels: int = arch['channels']
         self.depth: int = arch['depth']
         self.num_stages = self.depth
-        check_block_args(kernel_size, modulation, drop_path_rate)
+        check_block_args(kernel_size, modulation, drop_path_rate,
+                         MODULATIONS)
         self.out_indices = self.parse_indices(out_indices, frozen_stages)
 
         self.patch_embed = patch_embed(patch_embed_type, in_channels,
