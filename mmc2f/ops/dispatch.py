@@ -216,6 +216,15 @@ def _timed_choice(key: tuple, x: torch.Tensor, weight: torch.Tensor,
     return choice
 
 
+def _too_large(x: torch.Tensor) -> str:
+    """Why the kernels cannot take x ('' where they can): offsets within an
+    image are int32."""
+    c, h, w = x.shape[1:]
+    if c * h * w >= 2**31:
+        return f'one image of {c}x{h}x{w} has 2**31 elements or more'
+    return ''
+
+
 def op_backend(backend: str, x: torch.Tensor, weight: torch.Tensor,
                v: torch.Tensor,
                bias: Optional[torch.Tensor] = None) -> str:
@@ -225,16 +234,18 @@ def op_backend(backend: str, x: torch.Tensor, weight: torch.Tensor,
     if backend == 'reference' or _traced():
         return 'reference'
     runs = _triton_runs_on(x.device)
+    too_large = _too_large(x)
     if backend == 'triton':
-        if not runs:
+        if not runs or too_large:
             raise ValueError(
                 "backend='triton' needs Triton and CUDA tensors (CPU "
                 'tensors only under TRITON_INTERPRET=1); got '
                 f'{x.device.type} tensors'
                 + ('' if triton else ' and no triton installed') +
+                (f', and {too_large}' if too_large else '') +
                 ": use backend='auto' or 'reference'")
         return 'triton'
-    if not runs or x.device.type != 'cuda':
+    if not runs or x.device.type != 'cuda' or too_large:
         return 'reference'
     training = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias, v))

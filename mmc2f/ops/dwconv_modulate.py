@@ -125,14 +125,14 @@ def _conv(x: torch.Tensor, taps: torch.Tensor, bias: Optional[torch.Tensor],
     k = int(round(taps.shape[0]**.5))
     config = dispatch.conv_config(c, k, h, w)
 
-    def grid(meta: dict) -> Tuple[int, int, int]:
-        return (triton.cdiv(c, meta['BLOCK_C']),
-                triton.cdiv(w, meta['BLOCK_W'] * meta['GROUP_W']),
-                n * triton.cdiv(h, meta['ROWS']))
-
-    triton_kernels._dwconv_kernel[grid(config.kwargs)](
+    meta = config.kwargs
+    grid = (n * triton.cdiv(h, meta['ROWS']),
+            triton.cdiv(w, meta['BLOCK_W'] * meta['GROUP_W']),
+            triton.cdiv(c, meta['BLOCK_C']))
+    triton_kernels._dwconv_kernel[grid](
         x, x if pre is None else pre, taps,
-        taps if bias is None else bias.detach(), x if post is None else post,
+        taps if bias is None else bias.detach().contiguous(),
+        x if post is None else post,
         out, c, h, w, *x.stride(), K=k, PRE=pre is not None,
         HAS_BIAS=bias is not None, POST=post is not None,
         num_warps=config.num_warps, **config.kwargs)
@@ -153,7 +153,7 @@ def _wgrad(grad: torch.Tensor, v: torch.Tensor, x: torch.Tensor, k: int,
     parts = torch.empty(strips, k * k + 1, c, device=x.device,
                         dtype=torch.float32)
     triton_kernels._dwconv_wgrad_kernel[(
-        num_c, triton.cdiv(k, meta['TAP_ROWS']), strips)](
+        strips, triton.cdiv(k, meta['TAP_ROWS']), num_c)](
             grad, v, x, parts, c, h, w, *x.stride(), rows, K=k,
             HAS_BIAS=has_bias, num_warps=config.num_warps, **meta)
     summed = parts.sum(0)
@@ -168,8 +168,9 @@ class _DWConvModulate(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
                 bias: Optional[torch.Tensor],
                 v: torch.Tensor) -> torch.Tensor:
+        # One set of strides addresses every tensor the kernels touch.
         layout = _layout(x)
-        v = v.contiguous(memory_format=layout)
+        x, v = (t.contiguous(memory_format=layout) for t in (x, v))
         ctx.save_for_backward(x, weight, bias, v)
         return _conv(x, _taps(weight), bias, None, v, out_dtype_of(x, v))
 

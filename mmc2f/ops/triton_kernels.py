@@ -65,15 +65,18 @@ def _dwconv_kernel(x_ptr, g_ptr, w_ptr, b_ptr, m_ptr, out_ptr, C, H, W,
     """``out = (conv(x [* g], w) + b) [* m]`` on ``GROUP_W`` tiles side by
     side (see the module docstring). ``w`` is (K * K, C) float32,
     tap-major."""
+    # Row tiles vary fastest (the grid's first dimension has no 65535
+    # limit): the programs that run together share most of their input rows
+    # in L2.
     num_h = tl.cdiv(H, ROWS)
-    h0 = tl.program_id(2) % num_h * ROWS
+    h0 = tl.program_id(0) % num_h * ROWS
     # Offsets within one image are int32 (fewer registers than pointers).
-    image = (tl.program_id(2) // num_h).to(tl.int64) * stride_n
+    image = (tl.program_id(0) // num_h).to(tl.int64) * stride_n
     x_ptr += image
     g_ptr += image
     m_ptr += image
     out_ptr += image
-    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_offs = (c * stride_c)[None, :]
     c_ok = (c < C)[None, :]
     # The first columns of the program's tiles, (GROUP_W, 1).
@@ -161,17 +164,17 @@ def _dwconv_wgrad_kernel(g_ptr, v_ptr, x_ptr, part_ptr, C, H, W,
                          GROUP_W: tl.constexpr, BLOCK_C: tl.constexpr):
     """Partial sums of the weight and bias gradients over ``GROUP_W``
     strips of columns and a chunk of rows, for ``TAP_ROWS`` tap rows from
-    ``program_id(1) * TAP_ROWS``: ``part[program_id(2), i * K + j, c]``
+    ``program_id(1) * TAP_ROWS``: ``part[program_id(0), i * K + j, c]``
     (the bias's in row ``K * K``, by the programs of the first tap rows)."""
     num_w = tl.cdiv(W, BLOCK_W * GROUP_W)
     num_chunks = tl.cdiv(H, rows_per_program)
-    strip = tl.program_id(2)
+    strip = tl.program_id(0)
     chunk = strip // num_w % num_chunks
     image = (strip // (num_w * num_chunks)).to(tl.int64) * stride_n
     g_ptr += image
     v_ptr += image
     x_ptr += image
-    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_offs = (c * stride_c)[None, :]
     c_ok = (c < C)[None, :]
     cols = ((strip % num_w * GROUP_W + tl.arange(0, GROUP_W)) *

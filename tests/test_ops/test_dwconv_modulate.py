@@ -136,6 +136,11 @@ def test_forced_reference_overrides_every_backend(monkeypatch):
             pass
 
 
+class Cuda(torch.Tensor):
+    """A tensor that says it is on CUDA (the policy reads only that)."""
+    device = torch.device('cuda')
+
+
 def test_auto_times_once_per_key_on_cuda(monkeypatch):
     """On CUDA, 'auto' times the candidates once per key (channels, kernel,
     dtypes, layout, training, area bucket) and keeps the faster."""
@@ -148,9 +153,6 @@ def test_auto_times_once_per_key_on_cuda(monkeypatch):
         return 'triton' if key[1] == 8 else 'reference'
 
     monkeypatch.setattr(dispatch, '_timed_choice', choice)
-
-    class Cuda(torch.Tensor):
-        device = torch.device('cuda')
 
     def tensor(c, h, w):
         return torch.zeros(1, c, h, w).as_subclass(Cuda)
@@ -198,3 +200,14 @@ def test_backbone_backend_argument():
                 if hasattr(m, 'backend')} == {backend}
     with pytest.raises(ValueError, match='backend must be one of'):
         Conv2Former('nano', backend='cudnn')
+
+
+def test_an_image_beyond_int32_offsets_runs_the_reference_ops(monkeypatch):
+    monkeypatch.setattr(dispatch, '_triton_runs_on', lambda device: True)
+    monkeypatch.setattr(dispatch, '_timed_choice', lambda *a: 'triton')
+    x = torch.empty(1, 2**13, 2**9, 2**9, device='meta').as_subclass(Cuda)
+    weight = torch.empty(2**13, 1, 7, 7)
+    with torch.no_grad():
+        assert dispatch.op_backend('auto', x, weight, x) == 'reference'
+    with pytest.raises(ValueError, match=r'2\*\*31 elements or more'):
+        dispatch.op_backend('triton', x, weight, x)
