@@ -72,8 +72,10 @@ def make_coco_shapes(root: str,
                      num_val: int = 16,
                      size: Tuple[int, int] = (128, 128),
                      max_instances: int = 3,
-                     seed: int = 0) -> Dict[str, str]:
-    """Write a COCO-format instance segmentation set.
+                     seed: int = 0,
+                     masks: bool = True) -> Dict[str, str]:
+    """Write a COCO-format instance segmentation set, or with
+    ``masks=False`` a box-only detection set (no ``segmentation``).
 
     Layout: ``root/{train,val}/*.jpg`` and
     ``root/annotations/instances_{train,val}.json``. Rectangles and triangles
@@ -104,16 +106,14 @@ def make_coco_shapes(root: str,
             for label, mask, polygon in instances:
                 rle = mask_utils.encode(np.asfortranarray(mask))
                 x, y, w, h = mask_utils.toBbox(rle).tolist()
-                if polygon:
-                    segmentation = polygon
-                else:
-                    segmentation = dict(size=rle['size'],
-                                        counts=rle['counts'].decode())
-                annotations.append(
-                    dict(id=ann_id, image_id=image_id,
-                         category_id=label + 1, bbox=[x, y, w, h],
-                         area=float(mask_utils.area(rle)), iscrowd=0,
-                         segmentation=segmentation))
+                annotation = dict(id=ann_id, image_id=image_id,
+                                  category_id=label + 1, bbox=[x, y, w, h],
+                                  area=float(mask_utils.area(rle)),
+                                  iscrowd=0)
+                if masks:
+                    annotation['segmentation'] = polygon or dict(
+                        size=rle['size'], counts=rle['counts'].decode())
+                annotations.append(annotation)
                 ann_id += 1
         with open(osp.join(root, 'annotations', f'instances_{split}.json'),
                   'w') as f:

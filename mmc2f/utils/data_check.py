@@ -273,6 +273,15 @@ def _loads_masks(dataset: Dict[str, Any]) -> bool:
                for _, t in _transforms(dataset, 'LoadAnnotations'))
 
 
+# What a Mask R-CNN config's user with box-only data is pointed to.
+BOX_ONLY_CONFIGS = {
+    'finetune': 'configs/faster_rcnn/finetune/'
+    'faster-rcnn_conv2former-t_fpn_amp-ms-crop-1x_custom-coco.py',
+    'coco': 'configs/cascade_rcnn/'
+    'cascade-rcnn_conv2former-t_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py',
+}
+
+
 def _check_annotations(where: str, path: str, data: Dict[str, Any],
                        classes: List[str], masks: bool) -> None:
     """The fields MMDetection's CocoDataset reads without a check: every
@@ -312,8 +321,10 @@ def _check_annotations(where: str, path: str, data: Dict[str, Any],
             f'no "segmentation" (e.g. ids {maskless[:3]}), but {where}\'s '
             'pipeline loads masks (LoadAnnotations with_mask=True) for the '
             "model's mask head: add the instance masks (polygons or RLE), or "
-            'use a box-only detector config (no mask_head, with_mask=False, '
-            "the evaluators' metric='bbox')")
+            'use a box-only detector config: '
+            f'{BOX_ONLY_CONFIGS["finetune"]} on your own data (the Mask '
+            'R-CNN fine-tuning config without masks), '
+            f'{BOX_ONLY_CONFIGS["coco"]} on COCO')
 
 
 # EXIF orientations that show the stored image turned by 90 degrees, and how

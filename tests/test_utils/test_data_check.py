@@ -6,6 +6,7 @@ import json
 import os
 import glob
 import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
@@ -197,15 +198,28 @@ def assert_refused(tmp_path, data_root: str, edit, message: str) -> None:
 
 def test_box_only_annotations_for_a_mask_head(tmp_path, data_root):
     """Valid COCO without masks: MMDetection's KeyError: 'mask' in a
-    dataloader worker, after the model was built."""
+    dataloader worker, after the model was built. The error names the
+    box-only configs, and the fine-tuning one takes the same files."""
     def drop_masks(data):
         for annotation in data['annotations']:
             del annotation['segmentation']
 
-    assert_refused(tmp_path, data_root, drop_masks, (
+    root = _edited_copy(tmp_path, data_root, drop_masks)
+    with pytest.raises(ValueError) as error:
+        check_detection_classes(finetune(root))
+    named = re.fullmatch(
         r'(\d+) of the \1 annotations of .*instances_train.json have no '
         r'"segmentation" \(e.g. ids \[\d+, \d+, \d+\]\), but '
-        r"train_dataloader.dataset's pipeline loads masks"))
+        r"train_dataloader.dataset's pipeline loads masks .* use a box-only "
+        r'detector config: (configs/\S+\.py) on your own data \(the Mask '
+        r'R-CNN fine-tuning config without masks\), (configs/\S+\.py) on '
+        r'COCO', str(error.value))
+    assert named, error.value
+    assert load(named.group(3)).model.roi_head.mask_head is None
+    box_only = load(named.group(2))
+    for loader in LOADERS:
+        box_only[loader].dataset.data_root = root
+    check_detection_classes(box_only)
 
 
 @pytest.mark.parametrize('edit', [
