@@ -116,6 +116,24 @@ def backbone_step(backend: str) -> Dict[str, torch.Tensor]:
     return {n: p.grad for n, p in model.named_parameters()}
 
 
+def convmod_under_autocast(dtype: torch.dtype) -> float:
+    """The largest max relative error, Triton op against reference ops, of
+    a ConvMod's output and its input's and parameters' gradients under
+    ``dtype`` autocast."""
+    from mmc2f.models.backbones.conv2former import ConvMod
+    results = []
+    for backend in ('triton', 'reference'):
+        torch.manual_seed(0)
+        module = ConvMod(40, 11, backend=backend)
+        x = torch.randn(2, 40, 9, 10).contiguous(
+            memory_format=torch.channels_last).requires_grad_()
+        with torch.autocast('cpu', dtype):
+            out = module(x)
+        out.float().square().sum().backward()
+        results.append([out, x.grad] + [p.grad for p in module.parameters()])
+    return max(max_rel(a, b.double()) for a, b in zip(*results))
+
+
 def saved_bytes(backend: str, dtype: torch.dtype) -> int:
     """Bytes of the tensors that one ConvMod keeps for its backward (the
     parameters left out), on a 1x72x14x14 input under ``dtype`` autocast
@@ -159,6 +177,9 @@ def main() -> None:
         params=len(reference_grads),
         max_rel_err=max(max_rel(triton_grads[n], g.double())
                         for n, g in reference_grads.items()))
+    results['convmod_autocast'] = {
+        str(dtype).replace('torch.', ''): convmod_under_autocast(dtype)
+        for dtype in (torch.float16, torch.bfloat16)}
     results['saved_bytes'] = {
         str(dtype).replace('torch.', ''):
         {b: saved_bytes(b, dtype) for b in ('triton', 'reference')}

@@ -70,6 +70,14 @@ def test_interpreted_backbone_training_step(interpreted):
     assert step['max_rel_err'] < 1e-4
 
 
+def test_interpreted_convmod_under_autocast(interpreted):
+    """ConvMod through the op under float16 and bfloat16 autocast computes
+    what its reference ops compute (they round A to the autocast dtype, the
+    op keeps it in float32), gradients included."""
+    errors = interpreted['convmod_autocast']
+    assert errors['float16'] < 5e-3 and errors['bfloat16'] < 3e-2, errors
+
+
 def test_interpreted_convmod_keeps_less_for_backward(interpreted):
     """A ConvMod keeps x and V for the op's backward, not A (and not the
     float32 copies of A and V under float16 autocast): 4 bytes per element
