@@ -171,3 +171,26 @@ def test_released_files_params_are_the_papers_or_published_counts():
         assert params == pytest.approx(expected, abs=0.05), ckpt.name
         if result.published_params is not None:  # the paper's is another's
             assert params != pytest.approx(result.params, abs=0.5)
+
+
+def test_mask2former_head_is_counted():
+    """Mask2Former's head takes the image's samples, which the segmentor's
+    tensor forward does not give it (mmseg's own tool refuses it): ours
+    counts it with the backbone, its pixel decoder and 9 decoder layers
+    several times the backbone's count on a small image."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+
+    from mmc2f.analysis.config_model import load_config
+    from mmc2f.models import Conv2Former
+    from tests.test_e2e.helpers import tool_module
+    config = (f'{CONFIGS}/mask2former/'
+              'mask2former_conv2former-t_8xb2-160k_ade20k-512x512.py')
+    result = tool_module(TOOL).measure(load_config(config, {
+        'model.backbone.arch': 'nano',
+        'model.decode_head.in_channels': [64, 128, 256, 512]}), (64, 64))
+    backbone = FlopAnalyzer(
+        Conv2Former(arch='nano', out_norm=True).eval(),
+        (torch.zeros(1, 3, 64, 64), ))
+    backbone.unsupported_ops_warnings(False)
+    assert result['flops'] > 2 * backbone.total() > 0
