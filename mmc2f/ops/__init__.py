@@ -4,6 +4,6 @@ depthwise-conv-and-modulation op with its Triton kernels, the fused CPU
 inference engine, and the one policy that picks among them and the
 reference ops (:mod:`.dispatch`)."""
 from .dispatch import BACKENDS, forced
-from .dwconv_modulate import dwconv_modulate
+from .modulate import dwconv_modulate
 
 __all__ = ['BACKENDS', 'dwconv_modulate', 'forced']

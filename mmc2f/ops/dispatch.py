@@ -1,22 +1,25 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """The one policy that decides how the modules compute: the fused CPU
 inference engine (:mod:`.cpu_inference`), the Triton kernels of
-:func:`~.dwconv_modulate.dwconv_modulate`, or the reference PyTorch ops.
+:func:`~.modulate.dwconv_modulate`, or the reference PyTorch ops.
 
 A backbone's ``backend`` argument is ``'auto'``, ``'triton'`` or
 ``'reference'``:
 
 - ``'reference'``: the PyTorch ops, everywhere;
-- ``'triton'``: the Triton op on CUDA tensors (an error where Triton is
-  missing); elsewhere as ``'auto'``;
+- ``'triton'``: the modules hand the modulation to the Triton op on CUDA
+  tensors, elsewhere they run as with ``'auto'``; the op itself, called
+  with ``backend='triton'``, refuses tensors it cannot take;
 - ``'auto'``: float32 CPU inference runs the fused CPU engine. On CUDA the
   Triton op and the reference ops are timed once per key (channels, kernel,
   dtypes, layout, training or inference, and the image's area rounded to a
   power of two), as ``cudnn.benchmark`` does, and the faster is kept: a
   kernel that was never measured on a device cannot make a model slower
-  than cuDNN there. Multi-scale training changes the image size at every
-  iteration; the area bucket bounds the timings to a few per stage. Each
-  choice is logged once.
+  than cuDNN there, and the Triton op is chosen only where its output and
+  gradients agreed with the reference ops' on the timing's inputs.
+  Multi-scale training changes the image size at every iteration; the area
+  bucket bounds the timings to a few per stage. Each choice is logged
+  once.
 
 ``MMC2F_BACKEND=reference`` in the environment, or the :func:`forced`
 context, overrides ``'auto'`` and ``'triton'`` for the whole process (to
@@ -27,6 +30,7 @@ Neither fused path runs where the plain ops must be seen: under
 or with forward hooks on the modules they replace.
 """
 import contextlib
+import logging
 import math
 import os
 from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
@@ -91,9 +95,10 @@ def _traced() -> bool:
 def conv_configs(k: int) -> Tuple[KernelConfig, ...]:
     """The tiles of ``_dwconv_kernel`` for kernel size ``k``: rows and
     columns per program such that the windows, accumulators and one tap
-    row (``ROWS * (BLOCK_W + k - 1) + ROWS * BLOCK_W + k`` registers per
-    channel) stay under about 130 of a thread's 255. One channel per
-    thread; 1 or 2 warps."""
+    row (``ROWS * (BLOCK_W + k - 1) + ROWS * BLOCK_W + k`` values per
+    channel, about 130) with the addressing fit a thread's 255 registers
+    without spilling (215 to 240 compiled, ``kernel_report.py``). One
+    channel per thread; 1 or 2 warps."""
     rows, block_w = (4, 12) if k <= 7 else (4, 8) if k <= 13 else (2, 8)
     return tuple(
         KernelConfig(
@@ -156,9 +161,15 @@ def _triton_runs_on(device: torch.device) -> bool:
 
 def _key(x: torch.Tensor, weight: torch.Tensor, v: torch.Tensor,
          training: bool) -> tuple:
+    """What decides the speed: (device, C, k, x's dtype, V's, NCHW or not,
+    training, the weights' dtype, the autocast dtype or None, the area
+    rounded to a power of two)."""
     area = x.shape[2] * x.shape[3]
+    device = x.device.type
+    autocast = (torch.get_autocast_dtype(device)
+                if torch.is_autocast_enabled(device) else None)
     return (x.device, x.shape[1], weight.shape[-1], x.dtype, v.dtype,
-            x.is_contiguous(), training,
+            x.is_contiguous(), training, weight.dtype, autocast,
             2**round(math.log2(area)) if area else 0)
 
 
@@ -183,37 +194,66 @@ def choices() -> List[str]:
     return list(_timed_lines)
 
 
+# Largest max relative error of the Triton op against the reference ops on
+# the timing's inputs for it to be chosen, by the dtype of x: the reference
+# rounds A to 16 bits under autocast, the op does not.
+AGREEMENT = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
 def _timed_choice(key: tuple, x: torch.Tensor, weight: torch.Tensor,
                   bias: Optional[torch.Tensor], v: torch.Tensor,
                   training: bool) -> str:
     """Times the Triton op against the reference ops on inputs shaped like
-    these (forward and backward where training), once per key."""
-    from .dwconv_modulate import _DWConvModulate, reference
+    these (forward and backward where training), once per key. The Triton
+    op is chosen only where it compiled, ran and agreed with the reference
+    (outputs and gradients); otherwise the reason is logged."""
+    from .modulate import _DWConvModulate, reference
 
-    def run(fn: Callable) -> Callable[[], None]:
+    def run(fn: Callable) -> Tuple[Callable[[], None], List[torch.Tensor]]:
         inputs = [t.detach().clone().requires_grad_(training)
                   if t is not None else None for t in (x, weight, bias, v)]
+        results: List[torch.Tensor] = []
 
         def step() -> None:
             with torch.enable_grad() if training else torch.no_grad():
                 out = fn(*inputs)
-                if training:
-                    out.backward(torch.ones_like(out))
-        return step
+                grads = torch.autograd.grad(
+                    out, [t for t in inputs if t is not None],
+                    torch.ones_like(out)) if training else ()
+            results[:] = [out, *grads]
+        return step, results
 
-    times = {
-        'triton': _time(run(_DWConvModulate.apply)),
-        'reference': _time(run(reference)),
-    }
-    choice = min(times, key=times.get)
+    # The timing's graphs are its own: not packed by the hooks of an
+    # enclosing gradient checkpoint; and on x's device.
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t), \
+            torch.cuda.device(x.device):
+        reference_step, expected = run(reference)
+        times = {'reference': _time(reference_step)}
+        triton_step, got = run(_DWConvModulate.apply)
+        try:
+            times['triton'] = _time(triton_step)
+            error = max(_max_rel_error(a, b) for a, b in zip(got, expected))
+            problem = ('' if error < AGREEMENT[x.dtype] else
+                       f'disagrees with the reference ops (max rel err '
+                       f'{error:.1e})')
+        except Exception as failure:  # noqa: B902 any failure: cuDNN runs
+            problem = f'failed: {type(failure).__name__}: {failure}'
+    choice = 'reference' if problem else min(times, key=times.get)
     _timed_lines.append(
         f'mmc2f dwconv_modulate auto: C={key[1]} k={key[2]} {key[3]} '
         f'{"NCHW" if key[5] else "channels-last"} '
-        f'{"train" if training else "inference"} ~{key[7]} px: triton '
-        f'{times["triton"]:.3f} ms, reference {times["reference"]:.3f} ms '
-        f'-> {choice}')
-    print_log(_timed_lines[-1], logger='current')
+        f'{"train" if training else "inference"} ~{key[-1]} px: ' +
+        (f'triton {problem}' if problem else
+         f'triton {times["triton"]:.3f} ms') +
+        f', reference {times["reference"]:.3f} ms -> {choice}')
+    print_log(_timed_lines[-1], logger='current',
+              level=logging.WARNING if problem else logging.INFO)
     return choice
+
+
+def _max_rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    scale = b.float().abs().max().clamp_min(1e-30)
+    return ((a.float() - b.float()).abs().max() / scale).item()
 
 
 def _too_large(x: torch.Tensor) -> str:
@@ -292,7 +332,7 @@ def cpu_engine_runs(module: nn.Module, x: torch.Tensor,
 def convmod_uses_op(module: nn.Module, x: torch.Tensor,
                     backend: str = 'auto') -> bool:
     """Whether a ``ConvMod`` hands its conv and product to
-    :func:`~.dwconv_modulate.dwconv_modulate` (which then picks Triton or
+    :func:`~.modulate.dwconv_modulate` (which then picks Triton or
     the reference ops): a CUDA input, the Hadamard modulation, the op's
     conv, no hooks on the calls it replaces, not traced."""
     return ((_forced or backend) != 'reference' and x.device.type in (

@@ -31,20 +31,22 @@ and one tap row of ``k`` weights, as tuples that the compiler unrolls:
 Per program and channel that is ``ROWS * BLOCK_W * k * k`` multiply-adds for
 ``k * k`` weight loads (float32) and ``(ROWS + k - 1) * (BLOCK_W + k - 1)``
 input loads (two for dx: dZ and V). At k = 11, ROWS = 4, BLOCK_W = 8:
-3872 multiply-adds, 121 + 252 loads, 10.4 multiply-adds per load (3.0 per
+3872 multiply-adds, 121 + 252 loads, 10.4 multiply-adds per load (2.6 per
 byte in float32, 3.9 with float16 activations); the earlier inference
 kernel loaded the input and the weights for every multiply-add (0.3 per
-byte). ``tools/analysis/kernel_report.py`` reads these figures off the
-compiled code.
+byte). ``tools/analysis/kernel_report.py`` counts the compiled code's
+instructions instead, the loop body once and the epilogue (V's loads, the
+stores) too: 2.4 multiply-adds per byte for the float16 forward.
 
 The weight gradient swaps the roles: a program owns ``TAP_ROWS`` tap rows,
 ``BLOCK_C`` channels and a strip of ``BLOCK_W`` columns over a chunk of rows
 (a runtime loop). Per output row it loads dA (dZ and V, ``BLOCK_W`` values
 each) and one new input row window (the windows slide as in the forward) and
 adds ``TAP_ROWS * k * BLOCK_W`` products into ``TAP_ROWS * k`` accumulators.
-Each program writes its partial sums; :func:`~.dwconv_modulate` adds them
-over the programs with ``torch.sum``, in a fixed order: two runs give
-bit-identical gradients (no atomics).
+Each program writes its partial sums, which
+:func:`~.modulate.dwconv_modulate` adds over the programs with
+``torch.sum``, in a fixed order: two runs give bit-identical gradients (no
+atomics).
 
 All sums and products are float32 whatever the dtypes of the tensors.
 Tensors are addressed through their strides: channels-last (coalesced: a

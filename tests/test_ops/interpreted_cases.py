@@ -4,7 +4,7 @@ tensors, against the autograd of PyTorch's ops in float64.
 
 Triton decides whether a kernel is interpreted when the kernel is defined,
 so this runs as its own process with ``TRITON_INTERPRET=1`` (see
-``test_dwconv_modulate.py``), all cases in one, and prints one JSON object:
+``test_modulate.py``), all cases in one, and prints one JSON object:
 each case's errors, and what the whole-model and memory checks found.
 """
 import json

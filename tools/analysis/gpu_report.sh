@@ -5,9 +5,10 @@
 #   bash tools/analysis/gpu_report.sh --dry-run [REPORT.md]  # the same steps on
 #                                    # the CPU at toy sizes (the tests run it)
 #
-# Steps, each with a time limit so that the whole fits one 8-minute call on a
-# machine that already has the environment (tools/setup_env.sh and its cached
-# wheels); a step that fails or runs out of time is recorded and the next runs:
+# Steps, each with a time limit (60 + 60 + 120 + 150 + 150 s: at most 9 minutes,
+# under a 10-minute call) on a machine that already has the environment
+# (tools/setup_env.sh and its cached wheels); a step that fails or runs out of
+# time is recorded and the next runs:
 #   1. the set-up: versions, the GPU, CUDA ops of mmcv, the libraries' models;
 #   2. the Triton kernels' registers, spills and instruction mix, compiled for
 #      this GPU (tools/analysis/kernel_report.py);
@@ -74,7 +75,7 @@ printf '# mmc2f GPU report\n\n%s, commit %s%s\n' "$(date -u '+%F %T UTC')" \
   "$( (( DRY )) && echo ', DRY RUN on the CPU at toy sizes: no number here is a measurement')" \
   >"$REPORT"
 
-step 'Set-up' 120 "$PYTHON" - "$DRY" <<'PY'
+step 'Set-up' 60 "$PYTHON" - "$DRY" <<'PY'
 import sys
 import torch
 dry = sys.argv[1] == '1'
@@ -108,7 +109,7 @@ print('mmdet, mmseg and mmpretrain models import')
 print('```')
 PY
 
-step 'Triton kernels: registers, spills, instruction mix' 120 \
+step 'Triton kernels: registers, spills, instruction mix' 60 \
   "$PYTHON" tools/analysis/kernel_report.py "${KERNELS[@]}"
 step 'dwconv_modulate per stage of Conv2Former-T: forward and backward against the floors' 120 \
   "$PYTHON" tools/analysis/benchmark.py --op tiny "${SHAPE[@]}" "${DEVICE[@]}" \

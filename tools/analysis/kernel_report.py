@@ -5,7 +5,7 @@ config for a GPU target, ``cuobjdump -res-usage`` gives registers, stack and
 shared memory, ``nvdisasm`` the SASS instructions (both ship with Triton).
 
     python tools/analysis/kernel_report.py [--targets 80 90]
-        [--kernel-size 11] [--dtype float16|bfloat16|float32]
+        [--kernel-size 11] [--shape C H W] [--dtype float16|bfloat16|float32]
         [--kernels forward grad_v grad_x grad_weight] [--json FILE]
 
 One line per kernel, tile config and target (here wrapped)::
@@ -26,8 +26,12 @@ One line per kernel, tile config and target (here wrapped)::
 
 The kernels are compiled for the activations' dtype of ``--dtype``: under
 float16 autocast (the default) x and V are float16 and dZ float32, as the
-model trains. KERNEL names the op's use of it: ``forward`` (Z = A * V),
-``grad_v`` (dV = A * dZ), ``grad_x`` (dx from dZ * V) and ``grad_weight``.
+model trains; and specialised as Triton's launcher specialises them for
+channels-last tensors of ``--shape`` C H W (default 72 56 56, Conv2Former-T's
+first stage): the channel stride 1 becomes a constant, integers and
+pointers divisible by 16 are marked so. KERNEL names the op's use of it:
+``forward`` (Z = A * V), ``grad_v`` (dV = A * dZ), ``grad_x`` (dx from
+dZ * V) and ``grad_weight``.
 """
 import argparse
 import json
@@ -38,6 +42,7 @@ import sys
 import tempfile
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -63,15 +68,25 @@ INSTRUCTION = re.compile(r'^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?'
 
 
 class Variant:
-    """One kernel as the op launches it: its arguments' types and
-    constexprs."""
+    """One kernel as the op launches it: its arguments' types, constexprs
+    and, as Triton's launcher specialises them, the integer arguments equal
+    to 1 (constexprs) and those and the pointers divisible by 16."""
 
     def __init__(self, name: str, fn, signature: Dict[str, str],
-                 constexprs: Dict[str, object], num_warps: int) -> None:
+                 constexprs: Dict[str, object], num_warps: int,
+                 ints: Optional[Dict[str, int]] = None) -> None:
         self.name, self.fn, self.num_warps = name, fn, num_warps
+        ints = ints or {}
+        ones = {k: 1 for k, value in ints.items() if value == 1}
+        self.constexprs = dict(constexprs, **ones)
         self.signature = dict(signature, **{k: 'constexpr'
-                                            for k in constexprs})
-        self.constexprs = constexprs
+                                            for k in self.constexprs})
+        # Torch's allocations are 16-byte aligned, as the launcher assumes.
+        aligned = [k for k, t in signature.items() if t.startswith('*')]
+        aligned += [k for k, value in ints.items()
+                    if value != 1 and value % 16 == 0]
+        self.attrs = {(fn.arg_names.index(k), ): [['tt.divisibility', 16]]
+                      for k in aligned}
 
     @property
     def config(self) -> str:
@@ -81,13 +96,18 @@ class Variant:
             f',num_warps={self.num_warps}'
 
 
-def variants(k: int, dtype: str) -> Iterator[Variant]:
-    """Every kernel use and shipped tile config for kernel size ``k``."""
+def variants(k: int, dtype: str, shape: Tuple[int, int, int] = (72, 56, 56)
+             ) -> Iterator[Variant]:
+    """Every kernel use and shipped tile config for kernel size ``k``, as
+    launched on a channels-last (C, H, W) image (default: Conv2Former-T's
+    first stage at 224 px)."""
     act = TRITON_TYPES[dtype]
     # Under float16 autocast the product, and so dZ, is float32.
     grad = 'fp32' if dtype == 'float16' else act
-    ints = {n: 'i32' for n in ('C', 'H', 'W', 'stride_n', 'stride_c',
-                               'stride_h', 'stride_w')}
+    c, h, w = shape
+    values = dict(C=c, H=h, W=w, stride_n=c * h * w, stride_c=1,
+                  stride_h=w * c, stride_w=c)
+    ints = {n: 'i32' for n in values}
     uses = {
         # name: (x, g, m, out, PRE, HAS_BIAS, POST)
         'forward': (act, act, act, grad, False, True, True),
@@ -101,20 +121,21 @@ def variants(k: int, dtype: str) -> Iterator[Variant]:
                              out_ptr=f'*{out}', **ints)
             yield Variant(name, triton_kernels._dwconv_kernel, signature,
                           dict(K=k, PRE=pre, HAS_BIAS=bias, POST=post,
-                               **config.kwargs), config.num_warps)
+                               **config.kwargs), config.num_warps, values)
     for config in dispatch.wgrad_configs(k):
         signature = dict(g_ptr=f'*{grad}', v_ptr=f'*{act}', x_ptr=f'*{act}',
                          part_ptr='*fp32', rows_per_program='i32', **ints)
+        rows = dispatch.wgrad_rows_per_program(128, h, 1, torch.device('cpu'))
         yield Variant('grad_weight', triton_kernels._dwconv_wgrad_kernel,
                       signature, dict(K=k, HAS_BIAS=True, **config.kwargs),
-                      config.num_warps)
+                      config.num_warps, dict(values, rows_per_program=rows))
 
 
 def compile_variant(variant: Variant, arch: int) -> bytes:
     """The cubin of ``variant`` for sm_``arch``."""
     compiled = triton.compile(
         ASTSource(fn=variant.fn, signature=variant.signature,
-                  constexprs=variant.constexprs),
+                  constexprs=variant.constexprs, attrs=variant.attrs),
         target=GPUTarget('cuda', arch, 32),
         options=dict(num_warps=variant.num_warps))
     return compiled.asm['cubin']
@@ -202,6 +223,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--targets', type=int, nargs='+', default=[80, 90],
                         help='compute capabilities (80: A100, 90: H100)')
     parser.add_argument('--kernel-size', type=int, default=11)
+    parser.add_argument('--shape', type=int, nargs=3, default=[72, 56, 56],
+                        metavar=('C', 'H', 'W'),
+                        help='the channels-last image the launches see')
     parser.add_argument('--dtype', choices=sorted(TRITON_TYPES),
                         default='float16',
                         help="the activations' dtype (float16: autocast)")
@@ -221,7 +245,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for variant in variants(args.kernel_size, args.dtype):
+        for variant in variants(args.kernel_size, args.dtype,
+                                tuple(args.shape)):
             if args.kernels and variant.name not in args.kernels:
                 continue
             for arch in args.targets:

@@ -112,11 +112,15 @@ def _errors(way: Candidate, inputs: Tuple[torch.Tensor, ...],
     from mmc2f.ops import dwconv_modulate
     from mmc2f.testing.released_reference import max_rel_error
 
-    def outputs(backend: str, cast: bool) -> List[torch.Tensor]:
+    def outputs(backend: str, reference: bool) -> List[torch.Tensor]:
+        """The way's outputs under the run's autocast, or the reference in
+        float32 (inputs cast, no autocast)."""
         x, w, b, v, g = inputs
-        leaves = [t.float() if cast else t for t in (x, w, b, v)]
+        leaves = [t.float() if reference else t for t in (x, w, b, v)]
         leaves = [t.detach().requires_grad_() for t in leaves]
-        with way.settings(), amp_context(run, device), strict_fp32():
+        amp = contextlib.nullcontext() if reference else amp_context(
+            run, device)
+        with way.settings(), amp, strict_fp32():
             out = dwconv_modulate(*leaves, backend=backend)
         grads = torch.autograd.grad(out, leaves, g.to(out.dtype))
         return [out, *grads]

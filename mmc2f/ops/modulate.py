@@ -25,10 +25,12 @@ The product's dtype is x's and V's (promoted), except float16, whose range
 A * V exceeds once both reach a few hundred: float32 then, as the model's
 reference path computes it. The gradients have their inputs' dtypes.
 """
-from typing import Optional, Tuple
+import contextlib
+from typing import ContextManager, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from . import dispatch
 
@@ -160,9 +162,15 @@ def _wgrad(grad: torch.Tensor, v: torch.Tensor, x: torch.Tensor, k: int,
     return summed[:k * k].t().reshape(c, 1, k, k), summed[k * k]
 
 
+def _device_of(x: torch.Tensor) -> ContextManager:
+    """Triton launches on the current CUDA device: make it x's."""
+    return torch.cuda.device(x.device) if x.is_cuda else \
+        contextlib.nullcontext()
+
+
 class _DWConvModulate(torch.autograd.Function):
     """The Triton backend's autograd: x, the weights and V are kept, A is
-    recomputed in the backward."""
+    recomputed in the backward (which is not itself differentiable)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
@@ -172,10 +180,18 @@ class _DWConvModulate(torch.autograd.Function):
         layout = _layout(x)
         x, v = (t.contiguous(memory_format=layout) for t in (x, v))
         ctx.save_for_backward(x, weight, bias, v)
-        return _conv(x, _taps(weight), bias, None, v, out_dtype_of(x, v))
+        with _device_of(x):
+            return _conv(x, _taps(weight), bias, None, v,
+                         out_dtype_of(x, v))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple:
+        with _device_of(grad):
+            return _DWConvModulate._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad: torch.Tensor) -> tuple:
         x, weight, bias, v = ctx.saved_tensors
         grad = grad.contiguous(memory_format=_layout(x))
         dx = dw = db = dv = None

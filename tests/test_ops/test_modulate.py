@@ -1,6 +1,7 @@
 """``mmc2f.ops.dwconv_modulate``: the Triton kernels in Triton's interpreter
 against PyTorch's autograd (``interpreted_cases.py``, in a process of its
 own), and the op's checks and backend policy in this one."""
+import contextlib
 import json
 import os
 import subprocess
@@ -171,8 +172,57 @@ def test_auto_times_once_per_key_on_cuda(monkeypatch):
         x = tensor(c, h, w)
         chosen = dispatch.op_backend('auto', x, weight, x)
         assert chosen == ('triton' if c == 8 else 'reference')
-    assert [(k[1], k[7]) for k in timed] == [(8, 1024), (16, 1024),
-                                             (8, 4096)]
+    assert [(k[1], k[-1]) for k in timed] == [
+        (8, 1024), (16, 1024), (8, 4096)]
+
+
+@pytest.fixture
+def timing_on_cpu(monkeypatch):
+    """``_timed_choice`` with each candidate run once and timed 1 ms (CUDA
+    events need CUDA)."""
+    from mmc2f.ops import modulate as op
+    monkeypatch.setattr(dispatch, '_time', lambda fn: (fn(), 1.)[1])
+    monkeypatch.setattr(torch.cuda, 'device',
+                        lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(dispatch, '_timed_lines', [])
+    return op
+
+
+def test_auto_timing_inside_a_gradient_checkpoint(timing_on_cpu,
+                                                  monkeypatch):
+    """The timing's forward and backward inside a block's checkpoint (as
+    with_cp=True) are not packed by the checkpoint's hooks: the
+    recomputation keeps as many tensors as the forward did."""
+    monkeypatch.setattr(timing_on_cpu._DWConvModulate, 'apply',
+                        timing_on_cpu.reference)
+    w = torch.randn(8, 1, 5, 5, requires_grad=True)
+    timed = []
+
+    def block(x: torch.Tensor) -> torch.Tensor:
+        if not timed:  # the first forward times; the recomputation not
+            timed.append(dispatch._timed_choice(('key', ) * 10, x, w, None,
+                                                x, True))
+        return (x * 2).sin() * x
+
+    x = torch.randn(1, 8, 6, 6, requires_grad=True)
+    torch.utils.checkpoint.checkpoint(block, x,
+                                      use_reentrant=False).sum().backward()
+    assert timed == ['reference'] and x.grad is not None
+
+
+def test_auto_keeps_the_reference_where_triton_fails(timing_on_cpu,
+                                                     monkeypatch):
+    def broken(*args):
+        raise RuntimeError('PTX too old')
+
+    monkeypatch.setattr(timing_on_cpu._DWConvModulate, 'apply', broken)
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        assert dispatch._timed_choice(('key', ) * 10, x,
+                                      torch.randn(8, 1, 5, 5), None, x,
+                                      False) == 'reference'
+    assert 'triton failed: RuntimeError: PTX too old' in dispatch.choices(
+    )[0]
 
 
 @pytest.mark.parametrize('change', ['modulation', 'stride', 'dilation',
