@@ -206,8 +206,12 @@ def segmentor(cfg: Config, args: argparse.Namespace) -> Infer:
 
 
 def classifier(cfg: Config, args: argparse.Namespace) -> Infer:
+    from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
     from mmpretrain.visualization import UniversalVisualizer
+    # Unlike the other two, it builds its pipeline in the current default
+    # scope, which another inferencer in this process may have set.
+    init_default_scope('mmpretrain')
     inferencer = ImageClassificationInferencer(cfg, args.checkpoint,
                                                device=args.device)
     inferencer.classes = class_meta(

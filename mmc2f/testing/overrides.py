@@ -7,7 +7,7 @@ They are derived from the loaded config rather than hard-coded, so the same
 function serves Mask R-CNN and Cascade Mask R-CNN (three box heads), or any
 UperNet config.
 """
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from mmengine.config import Config
 
@@ -54,8 +54,15 @@ def to_cli(overrides: Overrides) -> List[str]:
             overrides.items()]
 
 
-def _scaled(scales: Sequence[Sequence[int]], factor: float) -> list:
-    return [tuple(max(int(s * factor), 32) for s in scale) for scale in scales]
+def _scaled(scales: Sequence[Union[int, Sequence[int]]],
+            factor: float) -> list:
+    """Each scale, a size or one edge (a shortest-edge resize's), times
+    ``factor`` and at least 32."""
+    def edge(s: int) -> int:
+        return max(int(s * factor), 32)
+
+    return [edge(scale) if isinstance(scale, int) else tuple(map(edge, scale))
+            for scale in scales]
 
 
 def _scale_pipeline(pipeline: list, prefix: str, factor: float) -> Overrides:
@@ -149,14 +156,18 @@ def coco_overrides(cfg: Config, data: Dict[str, str], classes: Sequence[str],
     for split in ('val', 'test'):
         out[f'{split}_evaluator.ann_file'] = (
             f"{data['data_root']}/{data['val_ann']}")
-    roi_head = cfg.model.roi_head
-    for head in ('bbox_head', 'mask_head'):
-        heads = roi_head[head]
-        if isinstance(heads, (list, tuple)):  # cascade stages
-            for i in range(len(heads)):
-                out[f'model.roi_head.{head}.{i}.num_classes'] = len(classes)
-        else:
-            out[f'model.roi_head.{head}.num_classes'] = len(classes)
+    # A two-stage detector's box and mask heads (None in a box-only one),
+    # or a one-stage / DETR-style detector's head.
+    roi_head = cfg.model.get('roi_head') or {}
+    heads = {f'model.roi_head.{name}': roi_head.get(name)
+             for name in ('bbox_head', 'mask_head')} if roi_head else {
+                 'model.bbox_head': cfg.model.bbox_head}
+    for key, head in heads.items():
+        if isinstance(head, (list, tuple)):  # cascade stages
+            for i in range(len(head)):
+                out[f'{key}.{i}.num_classes'] = len(classes)
+        elif head is not None:
+            out[f'{key}.num_classes'] = len(classes)
     return out
 
 
@@ -170,7 +181,8 @@ def ade_overrides(cfg: Config, data_root: str,
     out.update(scale_images(cfg, scale_factor))
     crop = _scaled([cfg.crop_size], scale_factor)[0]
     out['model.data_preprocessor.size'] = crop
-    out['model.test_cfg.crop_size'] = crop
-    out['model.test_cfg.stride'] = _scaled([cfg.model.test_cfg.stride],
-                                           scale_factor)[0]
+    if cfg.model.test_cfg.get('mode') == 'slide':  # else whole images
+        out['model.test_cfg.crop_size'] = crop
+        out['model.test_cfg.stride'] = _scaled([cfg.model.test_cfg.stride],
+                                               scale_factor)[0]
     return out

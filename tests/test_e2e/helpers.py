@@ -1,9 +1,11 @@
 """Running the train/test tools (ours and the libraries' own) as a user does:
 a subprocess with the real config and --cfg-options."""
+import importlib.util
 import os
 import os.path as osp
 import subprocess
 import sys
+from types import ModuleType
 from typing import List, Tuple
 
 import mmengine
@@ -35,6 +37,16 @@ def run_tool(tool: str, *args: str, timeout: int = 900) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f'{tool} failed:\n{output[-6000:]}'
     return output
+
+
+def tool_module(path: str) -> ModuleType:
+    """A tool script (e.g. tools/infer.py) as a module, to call its
+    functions in this process."""
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(osp.basename(path))[0] + '_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load(config: str) -> Config:

@@ -20,7 +20,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from mmc2f.testing.overrides import SMALL_UPERNET, to_cli
-from tests.test_e2e.helpers import REPO
+from tests.test_e2e.helpers import REPO, tool_module
 
 INFER = osp.join(REPO, 'tools/infer.py')
 DET_CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py'
@@ -202,27 +202,28 @@ def test_library_inferencers_take_our_config_paths(checkpoints):
     assert cls(FLOWER)[0]['pred_class'] in classes
 
 
-# A config's own classes, as a user sets them in options, the heads sized to
-# them (the inferencers' fallbacks are COCO's and ImageNet's names); the
-# detector tests at a small scale.
+# Three class names in the config, as a user sets them in options, for
+# heads of COCO's 80 and ImageNet's 1000 classes (the inferencers fell back
+# to COCO's and ImageNet's names): the labels beyond them are named by their
+# number. The detector keeps all its detections, at a small scale.
 SHAPES = ('rectangle', 'ellipse', 'triangle')
-OWN_DET = dict(DET_OPTIONS, **{
-    'test_dataloader.dataset.metainfo.classes': SHAPES,
-    'test_dataloader.dataset.pipeline.1.scale': (128, 128),
-    'model.roi_head.bbox_head.num_classes': 3,
-    'model.roi_head.mask_head.num_classes': 3})
-OWN_CLS = {'test_dataloader.dataset.metainfo.classes': SHAPES,
-           'model.head.num_classes': 3}
+OWN_NAMES = {'test_dataloader.dataset.metainfo.classes': SHAPES}
+OWN_DET = dict(DET_OPTIONS, **OWN_NAMES,
+               **{'test_dataloader.dataset.pipeline.1.scale': (128, 128)})
 # ADE20k's last class: MMSegInferencer fell back to Cityscapes' 19 names.
 FLAG = 149
+# The label each checkpoint is made to predict, by its bias: the
+# segmentor's ADE20k's last class everywhere, the classifier's the second.
+FAVOURED = {'decode_head.conv_seg.bias': FLAG, 'head.fc.bias': 1}
 
 
 def resaved(checkpoint, path, meta: dict) -> str:
-    """The checkpoint with ``meta`` instead of the Runner's, its segmentor
-    (if any) predicting ADE20k's last class everywhere."""
+    """The checkpoint with ``meta`` instead of the Runner's, predicting its
+    FAVOURED label."""
     state = torch.load(checkpoint, weights_only=True)['state_dict']
-    if 'decode_head.conv_seg.bias' in state:
-        state['decode_head.conv_seg.bias'][FLAG] += 100
+    for key, label in FAVOURED.items():
+        if key in state:
+            state[key][label] += 100
     torch.save(dict(meta=meta, state_dict=state), path)
     return str(path)
 
@@ -237,30 +238,32 @@ def infer_in_process(image: str, config: str, checkpoint: str, out_dir,
     return read_outputs(out_dir, image)[0]
 
 
-@pytest.mark.parametrize('config, options', [(DET_CONFIG, OWN_DET),
-                                             (SEG_CONFIG, SEG_OPTIONS),
-                                             (CLS_CONFIG, OWN_CLS)],
-                         ids=['detection', 'segmentation', 'classification'])
+@pytest.mark.parametrize('config, built_with, options', [
+    (DET_CONFIG, {}, OWN_DET), (SEG_CONFIG, SEG_OPTIONS, SEG_OPTIONS),
+    (CLS_CONFIG, {}, OWN_NAMES)
+], ids=['detection', 'segmentation', 'classification'])
 def test_a_checkpoint_without_class_names(tmp_path, checkpoints, config,
-                                          options):
+                                          built_with, options):
     """A checkpoint whose meta holds no class names (saved by other code
     than mmengine's Runner): its classes are named as the config's test
-    dataset names them, as tools/test.py does. Before, infer.py stopped with
-    IndexError on the ADE20k segmentor's label 149, and named the shapes as
-    COCO's person, bicycle, car or ImageNet's tench, goldfish, shark."""
-    checkpoint = resaved(checkpoints(config, options)[0],
+    dataset names them, as tools/test.py does, and a class beyond the names
+    by its number. Before, infer.py stopped with IndexError on the ADE20k
+    segmentor's label 149, and named the classes as COCO's person, bicycle,
+    car or ImageNet's tench, goldfish, shark."""
+    checkpoint = resaved(checkpoints(config, built_with)[0],
                          tmp_path / 'bare.pth', {})
     image = str(tmp_path / 'temple.png')
     Image.open(TEMPLE).resize((96, 64)).save(image)
     pred = infer_in_process(image, config, checkpoint, tmp_path / 'out',
                             options)
     if pred['task'] == 'detection':
-        assert pred['label_names'] == [SHAPES[i] for i in pred['labels']]
+        assert pred['label_names'] == [
+            SHAPES[i] if i < len(SHAPES) else str(i) for i in pred['labels']]
     elif pred['task'] == 'segmentation':
         assert [(s['label'], s['label_name']) for s in pred['segments']] == [
             (FLAG, 'flag')]
     else:
-        assert pred['pred_class'] == SHAPES[pred['pred_label']]
+        assert (pred['pred_label'], pred['pred_class']) == (1, 'ellipse')
 
 
 def test_labels_beyond_the_checkpoints_names(tmp_path, checkpoints):
@@ -278,10 +281,7 @@ def test_labels_beyond_the_checkpoints_names(tmp_path, checkpoints):
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('infer_tool', INFER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module(INFER)
 
 
 def test_uncompressed_rle_reads_back_with_pycocotools():
