@@ -2,10 +2,12 @@ import glob
 import os.path as osp
 from typing import List
 
+import pytest
 import yaml
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PRETRAIN = {'in1k': 'ImageNet-1k', 'in21k': 'ImageNet-22k'}
+BEYOND = ' (beyond the paper)'
 
 
 def readme_tables(section: str) -> List[List[List[str]]]:
@@ -43,7 +45,12 @@ def test_model_index_lists_existing_configs():
             config_name = osp.splitext(osp.basename(model['Config']))[0]
             if '3rdparty' not in model['Name']:
                 assert model['Name'] == config_name
-            assert model['Results'][0]['Metrics']
+            # A model beyond the paper has no result yet (not trained on
+            # the real data); every other, the paper's.
+            if model['Results'] is None:
+                assert model['In Collection'].endswith(BEYOND), model['Name']
+            else:
+                assert model['Results'][0]['Metrics']
             listed.add(model['Config'])
             names.append(model['Name'])
     assert len(names) == len(set(names))
@@ -119,8 +126,9 @@ def test_readme_results_tables_hold_the_papers_numbers():
     """The paper's columns of the README's results tables, row by row, are
     mmc2f.paper's results (N's FLOPs with the published code's count)."""
     from mmc2f.paper import DOWNSTREAM, IMAGENET, ISOTROPIC
+    # The fifth table is beyond the paper.
     imagenet, isotropic, coco, ade = readme_tables(
-        'Results of the paper and our status')
+        'Results of the paper and our status')[:4]
 
     assert len(imagenet) == len(IMAGENET)
     for row, r in zip(imagenet, IMAGENET):
@@ -148,3 +156,47 @@ def test_readme_results_tables_hold_the_papers_numbers():
         r.backbone, PRETRAIN[r.pretrain], f'{r.crop}',
         f'{r.params:g}M / {r.flops:g}G', f'{r.metrics["mIoU"]}'
     ] for r in DOWNSTREAM if r.ours and r.method == 'UperNet']
+
+
+def beyond_the_paper() -> List[dict]:
+    """The metafile models beyond the paper (no result yet)."""
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        imports = yaml.safe_load(f)['Import']
+    models = []
+    for metafile in imports:
+        with open(osp.join(REPO, metafile)) as f:
+            models += [m for m in yaml.safe_load(f)['Models']
+                       if m['Results'] is None]
+    return models
+
+
+def test_readme_rows_beyond_the_paper_are_the_metafiles():
+    """Each metafile model beyond the paper has its README row with the
+    metafile's parameters and FLOPs and no result; none is a config of
+    mmc2f.paper."""
+    from mmc2f.paper import DOWNSTREAM
+    rows = {row[0].strip('`'): row for row in readme_tables(
+        'Results of the paper and our status')[4]}
+    models = beyond_the_paper()
+    assert len(models) == 4
+    for model in models:
+        meta = model['Metadata']
+        row = rows[osp.basename(model['Config'])]
+        assert row[2] == (f'{meta["Parameters"] / 1e6:.1f}M / '
+                          f'{meta["FLOPs"] / 1e9:.0f}G'), model['Name']
+        assert row[4] == 'not run'
+        assert model['Config'] not in {r.config for r in DOWNSTREAM}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model', beyond_the_paper(),
+                         ids=lambda model: model['Name'])
+def test_counts_beyond_the_paper_are_measured(model):
+    """The metafile's parameters and FLOPs are what get_flops.py measures
+    (about a minute in all)."""
+    from mmc2f.analysis.config_model import load_config
+    from tests.test_e2e.helpers import tool_module
+    tool = tool_module(osp.join(REPO, 'tools/analysis/get_flops.py'))
+    result = tool.measure(load_config(osp.join(REPO, model['Config'])))
+    assert (result['params'], result['flops']) == (
+        model['Metadata']['Parameters'], model['Metadata']['FLOPs'])
