@@ -41,7 +41,7 @@ CASES = [
     (FASTER, 'mmc2f', 'mmc2f', True,
      {'model.test_cfg.rpn.max_per_img': 50,
       'model.train_cfg.rcnn.sampler.num': 64}),
-    (DINO, 'mmdet', 'mmc2f', False,
+    (DINO, 'mmdet', 'mmdet', False,
      {'model.num_queries': 16, 'model.test_cfg.max_per_img': 16}),
     (MASK2FORMER, 'mmc2f', 'mmseg', True, {}),
 ]
