@@ -39,7 +39,7 @@ if (( DRY )); then  # every command, at its smallest
   DEVICE=(--device cpu)
   SHAPE=(--shape 1 3 32 32)
   TIMING=(--repeats 1 --warmup 1)
-  MODELS=(convnext-t conv2former-t conv2former-t+unfused)
+  MODELS=(convnext-t conv2former-t)
   KERNELS=(--targets 90 --kernels forward)
 else
   DEVICE=(--device cuda --amp)
