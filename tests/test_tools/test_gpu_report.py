@@ -37,9 +37,9 @@ def test_dry_run_writes_every_step(tmp_path):
     ways = re.findall(r'^\| stage \d \| \S+ \| (\S+) \|', text, re.M)
     assert sorted(set(ways)) == ['cudnn', 'cudnn+benchmark', 'native-nchw',
                                  'triton'] and len(ways) == 16
-    for model in ('convnext-t', 'conv2former-t'):
-        assert len(re.findall(rf'^\| {re.escape(model)} \|', text,
-                              re.M)) == 2, model
+    # The model rows of the inference and the train-step tables.
+    assert len(re.findall(r'^\| conv2former-t \| 1x3x32x32 \|', text,
+                          re.M)) == 2
     assert 'failed' not in text
 
 

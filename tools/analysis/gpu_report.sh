@@ -39,7 +39,8 @@ if (( DRY )); then  # every command, at its smallest
   DEVICE=(--device cpu)
   SHAPE=(--shape 1 3 32 32)
   TIMING=(--repeats 1 --warmup 1)
-  MODELS=(convnext-t conv2former-t)
+  MODELS=(conv2former-t)
+  BASELINE=conv2former-t
   KERNELS=(--targets 90 --kernels forward)
 else
   DEVICE=(--device cuda --amp)
@@ -47,6 +48,7 @@ else
   TIMING=(--repeats 10 --warmup 3)
   MODELS=(convnext-t conv2former-t conv2former-t+unfused swin-t released-t
           conv2former-t+compile convnext-t+compile)
+  BASELINE=convnext-t
   KERNELS=(--targets 80 90)
 fi
 
@@ -115,10 +117,10 @@ step 'dwconv_modulate per stage of Conv2Former-T: forward and backward against t
   "$PYTHON" tools/analysis/benchmark.py --op tiny "${SHAPE[@]}" "${DEVICE[@]}" \
   "${TIMING[@]}" --markdown
 step 'Inference throughput' 150 \
-  "$PYTHON" tools/analysis/benchmark.py --models "${MODELS[@]}" --baseline convnext-t \
+  "$PYTHON" tools/analysis/benchmark.py --models "${MODELS[@]}" --baseline "$BASELINE" \
   "${SHAPE[@]}" "${DEVICE[@]}" --channels-last "${TIMING[@]}" --markdown
 step 'Train step and peak memory' 150 \
-  "$PYTHON" tools/analysis/benchmark.py --models "${MODELS[@]}" --baseline convnext-t \
+  "$PYTHON" tools/analysis/benchmark.py --models "${MODELS[@]}" --baseline "$BASELINE" \
   "${SHAPE[@]}" "${DEVICE[@]}" --channels-last --train "${TIMING[@]}" --markdown
 
 echo "[gpu_report] $REPORT written, $failures step(s) failed" >&2

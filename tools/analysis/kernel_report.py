@@ -34,7 +34,9 @@ pointers divisible by 16 are marked so. KERNEL names the op's use of it:
 dZ * V) and ``grad_weight``.
 """
 import argparse
+import concurrent.futures
 import json
+import os
 import os.path as osp
 import re
 import subprocess
@@ -196,9 +198,12 @@ def is_fma(opcode: str) -> bool:
 
 
 def report(variant: Variant, arch: int, folder: str) -> Dict[str, object]:
-    cubin = osp.join(folder, f'{variant.name}-{arch}.cubin')
-    with open(cubin, 'wb') as f:
+    """The row of ``variant`` compiled for sm_``arch`` (its cubin written
+    into ``folder`` under a name of its own)."""
+    with tempfile.NamedTemporaryFile(dir=folder, suffix='.cubin',
+                                     delete=False) as f:
         f.write(compile_variant(variant, arch))
+    cubin = f.name
     usage = resources(cubin)
     sass = _tool('nvdisasm', cubin)
     macs, loaded, count = instruction_mix(sass)
@@ -243,15 +248,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        for variant in variants(args.kernel_size, args.dtype,
-                                tuple(args.shape)):
-            if args.kernels and variant.name not in args.kernels:
-                continue
-            for arch in args.targets:
-                rows.append(report(variant, arch, folder))
-                print(format_line(rows[-1]), flush=True)
+    jobs = [(variant, arch)
+            for variant in variants(args.kernel_size, args.dtype,
+                                    tuple(args.shape))
+            if not args.kernels or variant.name in args.kernels
+            for arch in args.targets]
+    # Compiled side by side: ptxas and much of Triton's compiler run outside
+    # Python's lock. Printed in order.
+    with tempfile.TemporaryDirectory() as folder, \
+            concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        rows = []
+        for row in pool.map(lambda job: report(*job, folder), jobs):
+            rows.append(row)
+            print(format_line(row), flush=True)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)
