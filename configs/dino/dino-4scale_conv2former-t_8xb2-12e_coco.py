@@ -5,7 +5,8 @@
 # DETR-style multi-scale + crop training, AdamW lr 1e-4 / weight decay 1e-4
 # with the backbone at lr x0.1 (MMDetection's DINO recipe for every backbone,
 # Swin-L included: no layer-wise decay), gradient clipping 0.1, lr x0.1 after
-# epoch 11, 8 GPUs x 2 images.
+# epoch 11, 8 GPUs x 2 images. The optimiser's groups are the recipe's,
+# through our layer-decay constructor.
 _base_ = ['mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py']
 
 custom_imports = dict(imports=['mmc2f'], allow_failed_imports=False)
@@ -33,6 +34,17 @@ model = dict(
             type='Pretrained', checkpoint=checkpoint_file,
             prefix='backbone.')),
     neck=dict(in_channels=[144, 288, 576]))
+
+# The recipe's groups (its custom_keys {'backbone': lr_mult 0.1}): the
+# backbone as one id at lr x0.1, weight decay on every parameter, norms and
+# biases included.
+optim_wrapper = dict(
+    constructor='mmc2f.LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        _delete_=True,  # the recipe's custom_keys
+        decay_type='backbone_wise',
+        decay_rate=0.1,
+        no_decay=[]))
 
 # A resumed run repeats the random draws of an uninterrupted one.
 custom_hooks = [dict(type='mmc2f.RNGStateHook')]

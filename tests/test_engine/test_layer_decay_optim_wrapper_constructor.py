@@ -158,6 +158,11 @@ def test_backbone_without_get_layer_depth():
     model.head = nn.Linear(8, 2)
     with pytest.raises(TypeError, match='get_layer_depth'):
         build(model)
+    # The backbone as one id needs no depth method.
+    groups = group_of(build(model, decay_type='backbone_wise'))
+    assert groups[id(model.backbone.weight)]['lr'] == pytest.approx(
+        BASE_LR * DECAY)
+    assert groups[id(model.head.weight)]['lr'] == BASE_LR
 
 
 @pytest.fixture
@@ -226,6 +231,9 @@ def test_stage_wise_rule_by_name():
 @pytest.mark.parametrize('paramwise_cfg, error, match', [
     (dict(decay_type='block_wise'), ValueError, 'block_wise'),
     (dict(num_layers=6), ValueError, 'num_layers is for'),
+    (dict(decay_type='backbone_wise', num_layers=6), ValueError,
+     'num_layers is for'),
+    (dict(no_decay='norm'), ValueError, 'no_decay must be a list'),
     (dict(decay_type='stage_wise', num_layers=3), ValueError, '>= the'),
 ])
 def test_bad_decay_settings_are_named(paramwise_cfg, error, match):
@@ -334,4 +342,69 @@ def test_detection_groups_equal_mmdetection_layer_wise(config,
              constructor='mmdet.LearningRateDecayOptimizerConstructor',
              paramwise_cfg=dict(paramwise, decay_type='layer_wise',
                                 num_layers=num_layers)))
+    assert_same_groups(model, ours, theirs)
+
+
+class DetrLike(Detector):
+    """The small detector plus what DINO's and Mask2Former's heads add:
+    query and level embeddings (two-dimensional) and a transformer layer
+    with its LayerNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.decode_head = nn.ModuleDict(dict(
+            query_embed=nn.Embedding(4, 16), query_feat=nn.Embedding(4, 16),
+            level_embed=nn.Embedding(3, 16),
+            layer=nn.Sequential(nn.Linear(16, 16), nn.LayerNorm(16))))
+
+
+def ours_and_the_librarys(config, paramwise_cfg):
+    """Our config's optimiser wrapper, and mmengine's default constructor
+    (the one the libraries' DINO and Mask2Former recipes use) with the same
+    optimiser and the library recipe's ``paramwise_cfg``, on DetrLike."""
+    ours = Config.fromfile(osp.join(REPO, 'configs', config)).optim_wrapper
+    ours = fp32(ours)
+    model = DetrLike()
+    theirs = dict(type='OptimWrapper', optimizer=ours['optimizer'],
+                  paramwise_cfg=paramwise_cfg)
+    return model, build_optim_wrapper(model, ours), build_optim_wrapper(
+        model, theirs)
+
+
+@pytest.mark.parametrize('arch', ['t', 'b'])
+def test_dino_groups_equal_mmdetections_recipe(arch):
+    """MMDetection's DINO recipe (for every backbone, ResNet-50's and
+    Swin-L's): the backbone at lr x0.1 and every parameter decaying."""
+    from mmengine.hub import get_config
+    theirs = get_config('mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
+    model, ours, theirs = ours_and_the_librarys(
+        f'dino/dino-4scale_conv2former-{arch}_8xb2-12e_coco.py',
+        theirs.optim_wrapper.paramwise_cfg)
+    assert_same_groups(model, ours, theirs)
+    lrs = sorted({group['lr'] for group in ours.optimizer.param_groups})
+    assert lrs == pytest.approx([1e-5, 1e-4])
+
+
+def test_mask2former_groups_equal_mmsegmentations_swin_t_recipe():
+    """MMSegmentation's Swin-T Mask2Former groups, Swin's keys for its
+    backbone norms and position embeddings (lr x0.1, no decay) replaced by
+    keys naming each norm of Conv2Former and its layer scales."""
+    from mmengine.hub import get_config
+    from torch.nn.modules.batchnorm import _BatchNorm
+    swin = get_config('mmseg::mask2former/'
+                      'mask2former_swin-t_8xb2-160k_ade20k-512x512.py')
+    keys = dict(swin.optim_wrapper.paramwise_cfg.custom_keys)
+    norm_multi = keys['backbone.norm']
+    swin_keys = [
+        k for k in keys if k.startswith('backbone.')
+        or k in ('absolute_pos_embed', 'relative_position_bias_table')]
+    assert all(keys.pop(k) == norm_multi for k in swin_keys)
+    backbone = DetrLike().backbone
+    keys.update({f'backbone.{name}.': norm_multi
+                 for name, module in backbone.named_modules()
+                 if isinstance(module, (_BatchNorm, nn.LayerNorm))})
+    keys['layer_scale'] = norm_multi
+    model, ours, theirs = ours_and_the_librarys(
+        'mask2former/mask2former_conv2former-t_8xb2-160k_ade20k-512x512.py',
+        dict(swin.optim_wrapper.paramwise_cfg, custom_keys=keys))
     assert_same_groups(model, ours, theirs)

@@ -7,17 +7,24 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
-# decay_type -> the backbone method that gives a parameter's id.
+# decay_type -> the backbone method that gives a parameter's id
+# ('backbone_wise' needs none: the whole backbone is one id).
 DEPTH_METHODS = {
     'layer_wise': 'get_layer_depth',
-    'stage_wise': 'get_stage_depth'
+    'stage_wise': 'get_stage_depth',
+    'backbone_wise': None
 }
+# What mmengine's DefaultOptimWrapperConstructor counts as a norm layer
+# (its norm_decay_mult).
+NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """AdamW groups with ConvNeXt's layer-wise or stage-wise learning-rate
-    decay.
+    decay, or a backbone at a fraction of the learning rate.
 
     The id of each backbone parameter comes from the backbone itself, so no
     table of parameter names lives here and any backbone that declares its
@@ -35,18 +42,26 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       config, a parameter of id ``i`` gets
       ``lr = base_lr * decay_rate ** (num_layers + 1 - i)``, the rest
       ``base_lr``.
+    - ``decay_type='backbone_wise'`` (the DETR-style recipes of DINO and
+      Mask2Former, for every backbone): the whole backbone is one id, at
+      ``lr = base_lr * decay_rate``.
 
-    Parameters outside the backbone always get ``base_lr``. One-dimensional
-    parameters (norm weights, biases, layer scales) get no weight decay, as
-    in ConvNeXt's and Swin's recipes.
+    Parameters outside the backbone always get ``base_lr``. The parameters
+    that ``no_decay`` names get no weight decay, the others ``base_wd``.
 
     ``paramwise_cfg`` keys:
         decay_rate (float): Decay of the learning rate per id.
-        decay_type (str): ``'layer_wise'`` (default) or ``'stage_wise'``.
+        decay_type (str): ``'layer_wise'`` (default), ``'stage_wise'`` or
+            ``'backbone_wise'``.
         num_layers (int): ``'stage_wise'`` only: ConvNeXt's ``num_layers``
             (6 for tiny, 12 for small, base and large); defaults to the
             number of stages. ``'layer_wise'`` takes the count from the
             backbone.
+        no_decay (list[str]): The parameters without weight decay:
+            ``'flat'`` the one-dimensional ones (norm weights, biases,
+            layer scales: ConvNeXt's recipes, the default ``['flat']``),
+            ``'norm'`` those of norm layers (mmengine's ``norm_decay_mult``),
+            any other entry those whose name contains it; ``[]`` for none.
 
     The paper's configs train with AMP, which mmengine's ``AmpOptimWrapper``
     supports on accelerators only; on a CPU (smoke tests, the demo) the
@@ -83,17 +98,33 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         method for the configured decay type."""
         name = type(self).__name__
         unknown = set(self.paramwise_cfg) - {
-            'decay_rate', 'decay_type', 'num_layers'
+            'decay_rate', 'decay_type', 'num_layers', 'no_decay'
         }
         if unknown:
             raise ValueError(
                 f'{name} got paramwise_cfg keys {sorted(unknown)} it does not '
-                'use; it takes "decay_rate", "decay_type" and "num_layers"')
+                'use; it takes "decay_rate", "decay_type", "num_layers" and '
+                '"no_decay"')
         decay_rate = self.paramwise_cfg.get('decay_rate', 1.0)
         decay_type = self.paramwise_cfg.get('decay_type', 'layer_wise')
         if decay_type not in DEPTH_METHODS:
             raise ValueError(f'{name}: unknown decay_type {decay_type!r}; use '
                              f'one of {sorted(DEPTH_METHODS)}')
+        num_layers = self.paramwise_cfg.get('num_layers')
+        if decay_type != 'stage_wise' and num_layers is not None:
+            raise ValueError(
+                f'{name}: num_layers is for decay_type="stage_wise"; '
+                f'{decay_type} takes the number of ids from the backbone, '
+                'remove num_layers')
+        if decay_type == 'backbone_wise':
+
+            def backbone_scale(param_name: str) -> Tuple[int, float]:
+                if param_name.startswith('backbone.'):
+                    return 0, decay_rate
+                return 1, 1.
+
+            return backbone_scale
+
         method = DEPTH_METHODS[decay_type]
         get_depth = getattr(backbone, method, None)
         if get_depth is None:
@@ -102,13 +133,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 f'model.backbone.{method}(param_name, prefix), which '
                 f'{type(backbone).__name__} does not define; use another '
                 'decay_type or the default constructor for this model')
-        num_layers = self.paramwise_cfg.get('num_layers')
         if decay_type == 'layer_wise':
-            if num_layers is not None:
-                raise ValueError(
-                    f'{name}: num_layers is for decay_type="stage_wise"; '
-                    'layer_wise takes the number of layer ids from the '
-                    'backbone\'s get_layer_depth, remove num_layers')
 
             def scale(param_name: str) -> Tuple[int, float]:
                 layer_id, num_ids = get_depth(param_name, 'backbone.')
@@ -133,17 +158,42 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
         return stage_scale
 
+    def _no_decay_fn(
+            self, model: nn.Module) -> Callable[[str, nn.Parameter], bool]:
+        """``(param_name, param) -> True`` where ``no_decay`` exempts the
+        parameter from weight decay."""
+        rules = self.paramwise_cfg.get('no_decay', ['flat'])
+        if not isinstance(rules, (list, tuple)) or not all(
+                isinstance(rule, str) and rule for rule in rules):
+            raise ValueError(
+                f'{type(self).__name__}: no_decay must be a list of '
+                f'non-empty strings, got {rules!r}')
+        flat = 'flat' in rules
+        norm_params = {
+            id(param)
+            for module in model.modules() if isinstance(module, NORMS)
+            for param in module.parameters(recurse=False)
+        } if 'norm' in rules else set()
+        keys = [rule for rule in rules if rule not in ('flat', 'norm')]
+
+        def no_decay(param_name: str, param: nn.Parameter) -> bool:
+            return (flat and param.ndim == 1) or id(param) in norm_params \
+                or any(key in param_name for key in keys)
+
+        return no_decay
+
     def add_params(self, params: List[dict], module: nn.Module,
                    **kwargs) -> None:
         if is_model_wrapper(module):
             module = module.module
         lr_scale = self._lr_scale_fn(getattr(module, 'backbone', None))
+        is_no_decay = self._no_decay_fn(module)
         groups: Dict[str, dict] = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
             group_id, scale = lr_scale(name)
-            no_decay = param.ndim == 1
+            no_decay = is_no_decay(name, param)
             group = f'layer_{group_id}_{"no_decay" if no_decay else "decay"}'
             if group not in groups:
                 groups[group] = dict(
