@@ -8,12 +8,14 @@ the way mmdet configs name ``mmpretrain.ConvNeXt``. It is also registered in
 mmengine's root registries, which mmdet, mmseg and mmpretrain search after
 their own, so the plain ``type='Conv2Former'`` works too.
 """
+from mmengine.fileio import register_backend
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import Registry
 
+from .checkpoint import ATOMIC_BACKEND, AtomicLocalBackend
 from .engine import (LayerDecayOptimWrapperConstructor, RNGStateHook,
                      SafeCheckpointHook)
 from .models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
@@ -37,8 +39,6 @@ for registry, root, modules in (
         # force: re-importing mmc2f (e.g. importlib.reload) is not an error.
         root.register_module(module=module, force=True)
 
-# Every config's CheckpointHook (mmdet, mmseg and mmpretrain take it from
-# mmengine's root registry) becomes the one that removes outdated checkpoints
-# only after a successful save.
-MMENGINE_HOOKS.register_module(
-    name='CheckpointHook', module=SafeCheckpointHook, force=True)
+# The file backend SafeCheckpointHook writes local checkpoints through (a
+# name of mmc2f's own: mmengine's 'local' backend is unchanged).
+register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)

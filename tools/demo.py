@@ -19,12 +19,12 @@ from typing import Dict
 import mmengine
 from mmengine.config import Config
 
-from mmc2f.testing import make_ade_shapes, make_coco_shapes
-from mmc2f.testing.overrides import (SHORT_RUN, SMALL_MASK_RCNN, SMALL_UPERNET,
+from mmc2f.toolkit.synthetic_data import make_ade_shapes, make_coco_shapes
+from mmc2f.toolkit.overrides import (SHORT_RUN, SMALL_MASK_RCNN, SMALL_UPERNET,
                                      Overrides, ade_overrides, coco_overrides,
                                      epoch_schedule)
-from mmc2f.testing.synthetic_data import SHAPES
-from mmc2f.utils.cli import SCOPES, build_runner
+from mmc2f.toolkit.synthetic_data import SHAPES
+from mmc2f.toolkit.cli import SCOPES, build_runner
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DET_CONFIG = ('configs/mask_rcnn/'

@@ -42,9 +42,9 @@ import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
 
-from mmc2f.utils import (CheckpointLoadError, check_trained_checkpoint,
-                         dataset_metainfo)
-from mmc2f.utils.cli import config_scope
+from mmc2f.checkpoint import CheckpointLoadError, check_trained_checkpoint
+from mmc2f.toolkit.checks import dataset_metainfo
+from mmc2f.toolkit.cli import config_scope
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.tif',
               '.tiff', '.webp')
@@ -209,6 +209,7 @@ def classifier(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmengine.registry import init_default_scope
     from mmpretrain.apis import ImageClassificationInferencer
     from mmpretrain.visualization import UniversalVisualizer
+
     # Unlike the other two, it builds its pipeline in the current default
     # scope, which another inferencer in this process may have set.
     init_default_scope('mmpretrain')

@@ -8,9 +8,9 @@ for segmentation, top-1 for ImageNet), with MMDetection's CLI.
 import argparse
 import sys
 
-from mmc2f.utils import CheckpointLoadError, check_trained_checkpoint
-from mmc2f.utils.cli import (SCOPES, add_common_args, build_runner,
-                             load_config)
+from mmc2f.checkpoint import CheckpointLoadError, check_trained_checkpoint
+from mmc2f.toolkit.cli import (SCOPES, add_common_args, build_runner,
+                               load_config)
 
 
 def parse_args() -> argparse.Namespace:

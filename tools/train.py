@@ -7,7 +7,7 @@ ImageNet classification (mmpretrain), with MMDetection's CLI.
 """
 import argparse
 
-from mmc2f.utils.cli import add_common_args, build_runner, load_config
+from mmc2f.toolkit.cli import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:

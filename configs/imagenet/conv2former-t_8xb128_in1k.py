@@ -41,3 +41,7 @@ optim_wrapper = dict(
     optimizer=dict(lr=1e-3, weight_decay=0.05),
     paramwise_cfg=dict(flat_decay_mult=0.0))
 auto_scale_lr = dict(base_batch_size=1024)
+
+# Checkpoints written atomically, and outdated ones removed only after a
+# successful save; the library's other settings of the hook are kept.
+default_hooks = dict(checkpoint=dict(type='mmc2f.SafeCheckpointHook'))

@@ -50,3 +50,7 @@ optim_wrapper = dict(
 
 # A resumed run repeats the random draws of an uninterrupted one.
 custom_hooks = [dict(type='mmc2f.RNGStateHook')]
+
+# Checkpoints written atomically, and outdated ones removed only after a
+# successful save; the library's other settings of the hook are kept.
+default_hooks = dict(checkpoint=dict(type='mmc2f.SafeCheckpointHook'))

@@ -194,7 +194,7 @@ def test_readme_rows_beyond_the_paper_are_the_metafiles():
 def test_counts_beyond_the_paper_are_measured(model):
     """The metafile's parameters and FLOPs are what get_flops.py measures
     (about a minute in all)."""
-    from mmc2f.analysis.config_model import load_config
+    from mmc2f.toolkit.config_model import load_config
     from tests.test_e2e.helpers import tool_module
     tool = tool_module(osp.join(REPO, 'tools/analysis/get_flops.py'))
     result = tool.measure(load_config(osp.join(REPO, model['Config'])))

@@ -10,7 +10,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.hub import get_config
 
-from mmc2f.utils import check_feature_channels
+from mmc2f.toolkit.checks import check_feature_channels
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -40,10 +40,12 @@ def differing_keys(ours, theirs):
 
 # Keys a Conv2Former config changes in any of them: the imports, the
 # backbone, the input channels of what reads it, the layer-decay
-# constructor that reads the backbone's own depths, the checkpoint file and
-# the RNG-state hook for exact resumes.
+# constructor that reads the backbone's own depths, the checkpoint file, the
+# RNG-state hook for exact resumes and the checkpoint hook that writes
+# atomically.
 COMMON = ('custom_imports', 'model.backbone', 'optim_wrapper.constructor',
-          'optim_wrapper.paramwise_cfg', 'checkpoint_file', 'custom_hooks')
+          'optim_wrapper.paramwise_cfg', 'checkpoint_file', 'custom_hooks',
+          'default_hooks.checkpoint.type')
 
 CASES = [
     ('mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py',

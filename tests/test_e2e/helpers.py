@@ -11,7 +11,7 @@ from typing import List, Tuple
 import mmengine
 from mmengine.config import Config
 
-from mmc2f.utils.cli import library_file
+from mmc2f.toolkit.cli import library_file
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -16,9 +16,9 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from mmseg.datasets import ADE20KDataset
 
-from mmc2f.testing import make_ade_shapes, make_coco_shapes
-from mmc2f.testing.overrides import ade_overrides, coco_overrides, to_cli
-from mmc2f.testing.synthetic_data import SHAPES
+from mmc2f.toolkit.synthetic_data import make_ade_shapes, make_coco_shapes
+from mmc2f.toolkit.overrides import ade_overrides, coco_overrides, to_cli
+from mmc2f.toolkit.synthetic_data import SHAPES
 from tests.test_e2e.helpers import (REPO, load, run_tool, tool_module,
                                     train_test_tools)
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mmc2f.testing.overrides import to_cli
+from mmc2f.toolkit.overrides import to_cli
 from tests.test_e2e.helpers import REPO, run_tool, written_images
 
 CONFIG = 'configs/imagenet/conv2former-n_8xb128_in1k.py'

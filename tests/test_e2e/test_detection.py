@@ -4,9 +4,9 @@ import os.path as osp
 
 import pytest
 
-from mmc2f.testing import make_coco_shapes
-from mmc2f.testing.overrides import coco_overrides, to_cli
-from mmc2f.testing.synthetic_data import SHAPES
+from mmc2f.toolkit.synthetic_data import make_coco_shapes
+from mmc2f.toolkit.overrides import coco_overrides, to_cli
+from mmc2f.toolkit.synthetic_data import SHAPES
 from tests.test_e2e.helpers import (load, run_tool, train_test_tools,
                                     written_images)
 

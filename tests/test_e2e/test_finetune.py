@@ -11,9 +11,9 @@ import torch
 
 from mmc2f.models import Conv2Former
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
-from mmc2f.testing import make_coco_shapes
-from mmc2f.testing.overrides import scale_images, to_cli
-from mmc2f.testing.released_reference import make_released_state_dict
+from mmc2f.toolkit.synthetic_data import make_coco_shapes
+from mmc2f.toolkit.overrides import scale_images, to_cli
+from mmc2f.toolkit.released_reference import make_released_state_dict
 from tests.test_e2e.helpers import REPO, load
 
 CONVERTER = osp.join(REPO, 'tools/model_converters/conv2former_to_mmc2f.py')

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from mmc2f.testing import make_ade_shapes
-from mmc2f.testing.overrides import SMALL_UPERNET, ade_overrides, to_cli
-from mmc2f.utils.checkpoint import safe_torch_load
+from mmc2f.checkpoint import safe_torch_load
+from mmc2f.toolkit.overrides import SMALL_UPERNET, ade_overrides, to_cli
+from mmc2f.toolkit.synthetic_data import make_ade_shapes
 from tests.test_e2e.helpers import REPO, load, run_tool
 
 CONFIG = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'

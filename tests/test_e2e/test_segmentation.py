@@ -5,8 +5,8 @@ import os.path as osp
 
 import pytest
 
-from mmc2f.testing import make_ade_shapes
-from mmc2f.testing.overrides import ade_overrides, to_cli
+from mmc2f.toolkit.overrides import ade_overrides, to_cli
+from mmc2f.toolkit.synthetic_data import make_ade_shapes
 from tests.test_e2e.helpers import (load, run_tool, train_test_tools,
                                     written_images)
 

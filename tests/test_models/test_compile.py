@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mmc2f.models import Conv2Former
-from mmc2f.testing.released_reference import max_rel_error
+from mmc2f.toolkit.released_reference import max_rel_error
 
 SMALL_ARCH = dict(channels=[16, 32, 48, 64], depths=[1, 1, 2, 1],
                   kernel_size=5)

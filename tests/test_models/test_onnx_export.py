@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmc2f.models import Conv2Former
-from mmc2f.testing.released_reference import max_rel_error
+from mmc2f.toolkit.released_reference import max_rel_error
 
 
 @pytest.mark.parametrize('arch', ['nano', 'tiny'])

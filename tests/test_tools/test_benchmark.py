@@ -104,8 +104,8 @@ def test_train_with_and_without_checkpointing_in_one_run():
 def test_unfused_runs_the_reference_ops(monkeypatch):
     """``+unfused``: the model called within ``mmc2f.ops.forced('reference')``
     (no Triton op, no fused CPU engine)."""
-    from mmc2f.analysis.benchmark.models import build_entries
-    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.toolkit.benchmark.models import build_entries
+    from mmc2f.toolkit.benchmark.spec import RunSpec
     from mmc2f.ops import dispatch
     run = RunSpec(models=('conv2former-n', 'conv2former-n+unfused'),
                   shape=(1, 3, 32, 32)).resolved()
@@ -136,9 +136,9 @@ def test_unknown_model_is_an_error(name, message):
 
 def test_check_catches_a_different_computation(monkeypatch):
     """A model that computes something else is refused before timing."""
-    from mmc2f.analysis.benchmark import models
-    from mmc2f.analysis.benchmark.numerics import check_outputs
-    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.toolkit.benchmark import models
+    from mmc2f.toolkit.benchmark.numerics import check_outputs
+    from mmc2f.toolkit.benchmark.spec import RunSpec
     monkeypatch.setattr(models, '_STATE_DICTS', {})
     run = RunSpec(models=('conv2former-n', 'released-n'),
                   shape=(1, 3, 64, 64)).resolved()
@@ -168,7 +168,7 @@ def test_check_catches_a_different_computation(monkeypatch):
 def test_run_spec_refuses_what_cannot_run(kwargs, message):
     """The goal runs are RunSpecs built in code: they get the checks that
     the command line's options get, with the same messages."""
-    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.toolkit.benchmark.spec import RunSpec
     with pytest.raises(ValueError, match=message):
         RunSpec(**kwargs).resolved()
     run = RunSpec(models=('conv2former-n', 'released-n'),
@@ -183,7 +183,7 @@ def test_goals_in_one_command(monkeypatch, capsys):
     above it, against its target, and the ONNX check."""
     import dataclasses
 
-    from mmc2f.analysis.benchmark import cli, goals
+    from mmc2f.toolkit.benchmark import cli, goals
 
     def small(shape):  # the real runs at sizes a test can afford
         n, c, h, w = shape
@@ -250,7 +250,7 @@ def test_goals_in_one_command(monkeypatch, capsys):
     ('conv2former-t+unfused+cp', ('conv2former', 'tiny', True, False, True)),
 ])
 def test_model_name_suffixes(name, parsed):
-    from mmc2f.analysis.benchmark.spec import parse_model_name
+    from mmc2f.toolkit.benchmark.spec import parse_model_name
     assert parse_model_name(name) == parsed
 
 
@@ -259,10 +259,10 @@ def test_compiled_model_is_checked_and_timed(train):
     """``+compile``: the entry times ``torch.compile(module)`` and keeps the
     module; the compiled model passes the output check, then is timed in
     inference or in a train step (compiling in the untimed calls)."""
-    from mmc2f.analysis.benchmark.models import build_entries
-    from mmc2f.analysis.benchmark.numerics import check_outputs
-    from mmc2f.analysis.benchmark.spec import RunSpec
-    from mmc2f.analysis.benchmark.timing import time_entries
+    from mmc2f.toolkit.benchmark.models import build_entries
+    from mmc2f.toolkit.benchmark.numerics import check_outputs
+    from mmc2f.toolkit.benchmark.spec import RunSpec
+    from mmc2f.toolkit.benchmark.timing import time_entries
     from mmc2f.models import Conv2Former
     run = RunSpec(models=('conv2former-n+compile', ), shape=(1, 3, 64, 64),
                   repeats=1, warmup=1, train=train).resolved()
@@ -314,8 +314,8 @@ def test_floor_fused_step(monkeypatch, capsys):
     """The fused column, with a stand-in for the kernel (it needs CUDA): the
     step is checked against the conv + modulation, then timed and summed
     over the blocks like them; a wrong one is reported, not timed."""
-    from mmc2f.analysis.benchmark import floor
-    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.toolkit.benchmark import floor
+    from mmc2f.toolkit.benchmark.spec import RunSpec
     monkeypatch.setattr(floor, 'COPY_BYTES', 2**20)
     run = RunSpec(floor='n', shape=(1, 3, 64, 64), repeats=1, warmup=0,
                   markdown=True).resolved()
@@ -352,8 +352,8 @@ def test_floor_fused_step(monkeypatch, capsys):
 def test_floor_bytes(monkeypatch, amp, sizes):
     """The floor's bytes: the conv's input and V in the autocast dtype, and
     A * V in the dtype the model computes it in (float32 under float16)."""
-    from mmc2f.analysis.benchmark import floor
-    from mmc2f.analysis.benchmark.spec import RunSpec
+    from mmc2f.toolkit.benchmark import floor
+    from mmc2f.toolkit.benchmark.spec import RunSpec
     monkeypatch.setattr(floor, 'COPY_BYTES', 2**20)
     run = RunSpec(floor='n', shape=(1, 3, 64, 64), repeats=1, warmup=0,
                   amp=amp is not None, amp_dtype=amp).resolved()
@@ -373,7 +373,7 @@ def test_goals_of_some_runs(monkeypatch, capsys):
     the goals of the other runs, ONNX included, are not run."""
     import dataclasses
 
-    from mmc2f.analysis.benchmark import cli, floor, goals
+    from mmc2f.toolkit.benchmark import cli, floor, goals
     monkeypatch.setattr(floor, 'COPY_BYTES', 2**20)
     monkeypatch.setitem(goals.GOAL_RUNS, 'gpu-floor', dataclasses.replace(
         goals.GOAL_RUNS['gpu-floor'], device='cpu', shape=(1, 3, 64, 64)))
@@ -393,7 +393,7 @@ def test_goals_of_some_runs(monkeypatch, capsys):
 
 
 def test_goals_refuses_an_unknown_run(capsys):
-    from mmc2f.analysis.benchmark import cli
+    from mmc2f.toolkit.benchmark import cli
     with pytest.raises(SystemExit):
         cli.parse_args(['--goals', 'gpu-inference'])
     assert 'unknown runs' in capsys.readouterr().err
@@ -403,7 +403,7 @@ def test_goals_refuses_an_unknown_run(capsys):
 def test_cudnn_benchmark_is_set_for_the_run(monkeypatch, flag):
     """--cudnn-benchmark sets torch's flag for the timed calls, and the
     default is cuDNN's heuristics, whatever the flag was before."""
-    from mmc2f.analysis.benchmark import cli
+    from mmc2f.toolkit.benchmark import cli
     seen = {}
 
     def measure_floor(run, device):

@@ -11,7 +11,7 @@ from mmengine.runner import load_checkpoint
 import mmc2f  # noqa: F401
 from mmc2f.models import Conv2Former
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
-from mmc2f.testing.released_reference import (make_released_state_dict,
+from mmc2f.toolkit.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
 from mmc2f.zoo import RELEASED
 

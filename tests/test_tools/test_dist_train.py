@@ -13,9 +13,8 @@ import sys
 
 import torch
 
-from mmc2f.testing import make_coco_shapes
-from mmc2f.testing.overrides import coco_overrides, to_cli
-from mmc2f.testing.synthetic_data import SHAPES
+from mmc2f.toolkit.overrides import coco_overrides, to_cli
+from mmc2f.toolkit.synthetic_data import SHAPES, make_coco_shapes
 from tests.test_e2e.helpers import REPO, load
 
 CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'
@@ -39,7 +38,8 @@ def test_cpu_launcher_initialises_gloo(monkeypatch):
     process group (here a world of one), even from the config's nccl, and
     DDP without device ids."""
     import torch.distributed as dist
-    from mmc2f.utils.cli import _setup_cpu_distributed
+
+    from mmc2f.toolkit.cli import _setup_cpu_distributed
     for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
                            MASTER_ADDR='127.0.0.1',
                            MASTER_PORT=str(free_port())).items():
@@ -111,8 +111,9 @@ def test_two_process_cpu_training(tmp_path):
     assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == [
         'epoch_1.pth'
     ]
-    import mmc2f  # noqa: F401  safe loader for mmengine checkpoints
     from mmengine.runner.checkpoint import CheckpointLoader
+
+    import mmc2f  # noqa: F401  safe loader for mmengine checkpoints
     ckpt = CheckpointLoader.load_checkpoint(
         osp.join(work_dir, 'epoch_1.pth'), map_location='cpu')
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == iters

@@ -125,7 +125,7 @@ def test_mask_rcnn_same_count_as_mmdets_own_tool(tmp_path):
     """MMDetection's get_flops.py (which reads an image through the
     dataset) and ours count the same model: an 800x1280 image, so RPN keeps
     its 1000 proposals whatever the random weights."""
-    from mmc2f.testing import make_coco_shapes
+    from mmc2f.toolkit.synthetic_data import make_coco_shapes
     from tests.test_e2e.helpers import library_tool, run_tool
     data = make_coco_shapes(str(tmp_path), num_train=1, num_val=1,
                             size=(800, 1280))
@@ -159,7 +159,7 @@ def test_released_files_params_are_the_papers_or_published_counts():
     mmc2f.paper keeps for it."""
     import torch
 
-    from mmc2f.analysis.config_model import build_model, load_config
+    from mmc2f.toolkit.config_model import build_model, load_config
     from mmc2f.paper import find_imagenet
     from mmc2f.zoo import RELEASED
     for ckpt in RELEASED:
@@ -181,7 +181,7 @@ def test_mask2former_head_is_counted():
     import torch
     from mmengine.analysis import FlopAnalyzer
 
-    from mmc2f.analysis.config_model import load_config
+    from mmc2f.toolkit.config_model import load_config
     from mmc2f.models import Conv2Former
     from tests.test_e2e.helpers import tool_module
     config = (f'{CONFIGS}/mask2former/'

@@ -19,7 +19,7 @@ from mmengine.config import Config
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from mmc2f.testing.overrides import SMALL_UPERNET, to_cli
+from mmc2f.toolkit.overrides import SMALL_UPERNET, to_cli
 from tests.test_e2e.helpers import REPO, tool_module
 
 INFER = osp.join(REPO, 'tools/infer.py')

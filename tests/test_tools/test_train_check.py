@@ -10,9 +10,9 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmc2f.analysis.train_check import (CheckResult, format_results, main,
-                                        read_train_log, resolve_config,
-                                        schedule_overrides)
+from mmc2f.toolkit.train_check import (CheckResult, format_results, main,
+                                       read_train_log, resolve_config,
+                                       schedule_overrides)
 from tests.test_e2e.helpers import REPO
 
 MASK_RCNN = ('configs/mask_rcnn/'

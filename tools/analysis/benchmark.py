@@ -24,10 +24,10 @@ times the depthwise conv and the modulation of each stage of an arch
 ``--goals`` runs every performance goal of the project in one command (or
 only the named runs, e.g. ``--goals gpu-floor gpu gpu-training``). What
 each column means and how it is measured: the modules of
-:mod:`mmc2f.analysis.benchmark` (models, numerics, timing, memory, floor,
+:mod:`mmc2f.toolkit.benchmark` (models, numerics, timing, memory, floor,
 goals).
 """
-from mmc2f.analysis.benchmark.cli import main
+from mmc2f.toolkit.benchmark.cli import main
 
 if __name__ == '__main__':
     main()

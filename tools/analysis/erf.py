@@ -138,7 +138,7 @@ def build_backbone(model: str, checkpoint: Optional[str],
         backbone.init_weights()  # loads the checkpoint, if any
     elif family == 'convnext' and size in CONVNEXT_ARCHS:
         import mmc2f  # noqa: F401  (safe local checkpoint loading)
-        from mmc2f.utils.checkpoint import load_pretrained
+        from mmc2f.checkpoint import load_pretrained
         from mmpretrain.models import ConvNeXt
         backbone = ConvNeXt(CONVNEXT_ARCHS[size], out_indices=(0, 1, 2, 3),
                             gap_before_final_norm=False)

@@ -53,7 +53,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config, DictAction
 
-from mmc2f.analysis.config_model import build_model, load_config
+from mmc2f.toolkit.config_model import build_model, load_config
 from mmc2f.paper import DOWNSTREAM, IMAGENET
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

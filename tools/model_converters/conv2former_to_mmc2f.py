@@ -16,8 +16,8 @@ import sys
 from typing import List, Optional
 
 from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
-from mmc2f.utils.checkpoint import CheckpointLoadError
-from mmc2f.utils.convert import convert_checkpoint
+from mmc2f.checkpoint import CheckpointLoadError
+from mmc2f.toolkit.convert import convert_checkpoint
 from mmc2f.zoo import RELEASED, find_released, find_preset
 
 

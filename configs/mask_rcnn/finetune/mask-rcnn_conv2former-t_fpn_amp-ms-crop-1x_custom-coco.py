@@ -5,7 +5,7 @@
 # (checkpoints/conv2former-t_in1k_mmc2f.pth, see the README's "Model zoo").
 #
 # As written it trains on the generated shapes set that
-#   python -c "from mmc2f.testing import make_coco_shapes; \
+#   python -c "from mmc2f.toolkit.synthetic_data import make_coco_shapes; \
 #              make_coco_shapes('data/my_coco')"
 # writes; for your data, change data_root and classes.
 _base_ = '../mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'

@@ -4,10 +4,12 @@ import os.path as osp
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, List, Tuple
 
+from mmengine.fileio import get_file_backend
+from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
-from ...utils.checkpoint import atomic_open
+from ...checkpoint import ATOMIC_BACKEND, atomic_open
 
 
 class _DeferredRemovals:
@@ -34,8 +36,15 @@ class _DeferredRemovals:
 
 
 class SafeCheckpointHook(CheckpointHook):
-    """mmengine's ``CheckpointHook`` that removes outdated checkpoints only
-    once the new one is saved.
+    """mmengine's ``CheckpointHook`` that writes local checkpoints atomically
+    and removes outdated checkpoints only once the new one is saved.
+
+    mmengine's local backend writes a checkpoint in place: a kill or a full
+    disk during the save leaves a partial file, which ``--resume`` then
+    picks up. Here a local checkpoint goes to a temporary file renamed over
+    the target when complete (:class:`~mmc2f.checkpoint.AtomicLocalBackend`);
+    other backends (``backend_args``, a remote ``out_dir``) are left as
+    configured.
 
     mmengine 0.10.7 removes the oldest of ``max_keep_ckpts`` checkpoints (and
     the previous best one) *before* it writes the new one: a save that fails,
@@ -45,8 +54,19 @@ class SafeCheckpointHook(CheckpointHook):
     ``last_checkpoint`` as it was. The price: the disk needs room for one
     checkpoint more while a new one is written.
 
-    ``mmc2f.registry`` makes it the ``CheckpointHook`` of every config.
+    mmc2f's configs name it: ``default_hooks = dict(checkpoint=dict(
+    type='mmc2f.SafeCheckpointHook'))``, which keeps the library's other
+    settings of the hook.
     """
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if (self.file_client_args is None and self.backend_args is None
+                and type(self.file_backend) is LocalBackend):
+            # runner.save_checkpoint receives the same backend_args.
+            self.backend_args = dict(backend=ATOMIC_BACKEND)
+            self.file_backend = get_file_backend(
+                self.out_dir, backend_args=self.backend_args)
 
     @contextmanager
     def _removals_after_success(self) -> Iterator[None]:

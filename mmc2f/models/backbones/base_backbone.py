@@ -12,7 +12,7 @@ from mmengine.model import BaseModule, initialize
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...utils.checkpoint import load_pretrained
+from ...checkpoint import load_pretrained
 
 
 def init_conv2former_weights(module: nn.Module) -> None:
@@ -135,7 +135,7 @@ class BaseConv2Former(BaseModule):
         """The released initialisation, then the weights of a ``Pretrained``
         ``init_cfg`` (alone, or in a list after the others), loaded strictly
         enough that a wrong file is an error (see
-        :func:`~mmc2f.utils.checkpoint.load_pretrained`). A second call
+        :func:`~mmc2f.checkpoint.load_pretrained`). A second call
         changes nothing, as for mmengine's own modules."""
         if self._is_init:
             print_log(f'init_weights of {type(self).__name__} has been called '

@@ -6,11 +6,11 @@ import torch.nn as nn
 
 from mmc2f.models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
 from mmc2f.models.backbones import conv2former
+from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, MODULATIONS
 from mmc2f.ops import cpu_inference as fused_cpu_inference
 from mmc2f.ops import forced
-from mmc2f.models.backbones.conv2former import ARCH_SETTINGS, MODULATIONS
 from mmc2f.paper import ISOTROPIC, find_imagenet
-from mmc2f.testing.released_reference import (make_released_state_dict,
+from mmc2f.toolkit.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
 
 # Backbone alone (no 1280 head, no classifier), counted on the authors'
@@ -536,7 +536,7 @@ import torch
 sys.modules['mmc2f.ops.cpu_inference'] = None
 from mmc2f.ops import dispatch
 from mmc2f.models import Conv2Former
-from mmc2f.testing.released_reference import (make_released_state_dict,
+from mmc2f.toolkit.released_reference import (make_released_state_dict,
                                               max_rel_error, released_forward)
 assert dispatch.cpu_inference is None
 arch = dict(channels=[16, 32, 48, 64], depths=[1, 2, 3, 1], kernel_size=5)

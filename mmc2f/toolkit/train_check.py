@@ -41,12 +41,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from mmengine.config import Config, DictAction
 
-from mmc2f.testing import make_ade_shapes, make_coco_shapes
-from mmc2f.testing.overrides import (Overrides, ade_overrides,
-                                     coco_overrides, epoch_schedule,
-                                     schedulers, to_cli)
-from mmc2f.testing.synthetic_data import SHAPES
-from mmc2f.utils.cli import config_scope, library_file
+from mmc2f.toolkit.cli import config_scope, library_file
+from mmc2f.toolkit.overrides import (Overrides, ade_overrides, coco_overrides,
+                                     epoch_schedule, schedulers, to_cli)
+from mmc2f.toolkit.synthetic_data import (SHAPES, make_ade_shapes,
+                                          make_coco_shapes)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # Generated image (height, width): COCO's typical 800x1333 before the

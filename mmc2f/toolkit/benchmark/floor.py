@@ -128,7 +128,7 @@ def check_fused(label: str, fused: Callable[[torch.Tensor, torch.Tensor],
     """The max relative error of the fused step's output against the model's
     step's (``ref``), printed; inf (and a message) where the kernel fails.
     The caller times the step only below ``FUSED_TOL``."""
-    from mmc2f.testing.released_reference import max_rel_error
+    from mmc2f.toolkit.released_reference import max_rel_error
     try:
         # CUDA reports a kernel's fault at the next synchronisation: here.
         err = max_rel_error(fused(x, v).float(), ref.float())

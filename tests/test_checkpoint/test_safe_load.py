@@ -15,8 +15,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner, load_checkpoint
 
 import mmc2f  # noqa: F401  registers the safe local loader
-from mmc2f.utils.checkpoint import (TRUST_ENV, CheckpointLoadError,
-                                    _restricted_getattr, safe_torch_load)
+from mmc2f.checkpoint import CheckpointLoadError, safe_torch_load
+from mmc2f.checkpoint.safe_load import TRUST_ENV, _restricted_getattr
 
 
 class ToyModel(BaseModel):
@@ -240,7 +240,7 @@ def test_pretrained_loads_and_reports_partial(tmp_path, monkeypatch):
         path, SMALL, drop=('stages.3.0.mlp.fc2.bias', ))
     backbone = _pretrained_backbone(path)
     logged = []
-    monkeypatch.setattr('mmc2f.utils.checkpoint.print_log',
+    monkeypatch.setattr('mmc2f.checkpoint.fit.print_log',
                         lambda msg, **kwargs: logged.append(msg))
     backbone.init_weights()
     # Every tensor the file has is loaded, the dropped one is not.
@@ -296,17 +296,23 @@ def test_pretrained_without_backbone_keys_is_an_error(tmp_path):
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     """A save interrupted before it completes leaves the previous checkpoint
-    intact and no partial file, for mmengine's own save_checkpoint."""
+    intact and no partial file, for mmengine's own save_checkpoint through
+    the backend SafeCheckpointHook gives it."""
     from mmengine.runner.checkpoint import save_checkpoint
+
+    from mmc2f.checkpoint import ATOMIC_BACKEND
     path = str(tmp_path / 'epoch_1.pth')
-    save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, path)
+    atomic = dict(backend=ATOMIC_BACKEND)
+    save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, path,
+                    backend_args=atomic)
 
     def killed(*args):
         raise KeyboardInterrupt  # the process dies before the rename
 
     monkeypatch.setattr(os, 'replace', killed)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({'state_dict': {'w': torch.ones(3)}}, path)
+        save_checkpoint({'state_dict': {'w': torch.ones(3)}}, path,
+                        backend_args=atomic)
     monkeypatch.undo()
     assert torch.equal(safe_torch_load(path)['state_dict']['w'],
                        torch.zeros(3))
@@ -315,7 +321,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 def test_prefix_without_trailing_dot(tmp_path):
     """``prefix='backbone'`` loads as mmengine's Pretrained init takes it."""
-    from mmc2f.utils.checkpoint import load_pretrained
+    from mmc2f.checkpoint import load_pretrained
     path = str(tmp_path / 'ckpt.pth')
     source = _save_backbone_checkpoint(path, SMALL)
     backbone = _pretrained_backbone(path)
@@ -350,10 +356,11 @@ def test_checkpoint_permissions_follow_umask(tmp_path):
     from mmengine.runner.checkpoint import save_checkpoint
     old = os.umask(0o022)
     try:
-        import mmc2f.utils.checkpoint as checkpoint
+        import mmc2f.checkpoint.atomic as checkpoint
         umask, checkpoint._UMASK = checkpoint._UMASK, 0o022
         path = str(tmp_path / 'epoch_1.pth')
-        save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, path)
+        save_checkpoint({'state_dict': {'w': torch.zeros(3)}}, path,
+                        backend_args=dict(backend=checkpoint.ATOMIC_BACKEND))
         plain = tmp_path / 'plain'
         plain.write_bytes(b'')
     finally:
@@ -428,7 +435,7 @@ def test_detector_checkpoint_as_backbone_pretrained(tmp_path, monkeypatch):
                 'neck.fpn_convs.0.conv.weight': torch.zeros(1),
                 'rpn_head.rpn_conv.weight': torch.zeros(1)})
     logged = []
-    monkeypatch.setattr('mmc2f.utils.checkpoint.print_log',
+    monkeypatch.setattr('mmc2f.checkpoint.fit.print_log',
                         lambda msg, **kwargs: logged.append(msg))
     backbone = _pretrained_backbone(path)
     backbone.init_weights()
@@ -453,7 +460,7 @@ def test_check_trained_checkpoint(tmp_path):
     seen through, BatchNorm's counters are not required."""
     from torch.nn.parallel import DataParallel
 
-    from mmc2f.utils import check_trained_checkpoint
+    from mmc2f.checkpoint import check_trained_checkpoint
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     state = model.state_dict()
     path = str(tmp_path / 'model.pth')

@@ -12,7 +12,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmc2f  # noqa: F401  registers the safe loaders
-from mmc2f.utils.checkpoint import CheckpointLoadError, safe_torch_load
+from mmc2f.checkpoint import CheckpointLoadError, safe_torch_load
 
 PER_KIND = 40
 

@@ -19,11 +19,12 @@ from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmc2f  # noqa: F401  registers the safe loaders
-from mmc2f.utils import checkpoint_schemes
-from mmc2f.utils.checkpoint import TRUST_ENV, CheckpointLoadError
-from tests.test_utils.test_checkpoint import (SMALL, Exploit, ToyModel,
-                                              _pretrained_backbone,
-                                              _save_backbone_checkpoint)
+from mmc2f.checkpoint import CheckpointLoadError
+from mmc2f.checkpoint import schemes as checkpoint_schemes
+from mmc2f.checkpoint.safe_load import TRUST_ENV
+from tests.test_checkpoint.test_safe_load import (SMALL, Exploit, ToyModel,
+                                                  _pretrained_backbone,
+                                                  _save_backbone_checkpoint)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -158,7 +159,7 @@ def test_a_same_named_file_of_another_url_is_never_used(files, http_url,
     ('/a.pth::./b.pth', [], ['/a.pth', osp.realpath('b.pth')]),
 ])
 def test_trusted_entries(value, urls, paths):
-    from mmc2f.utils.checkpoint import trusted_entries
+    from mmc2f.checkpoint.safe_load import trusted_entries
     assert trusted_entries(value) == (set(urls), set(paths))
 
 

@@ -16,7 +16,7 @@ def onnx_error(entry: Entry) -> float:
     PyTorch's, at another input size than the exported one."""
     import onnxruntime as ort
 
-    from mmc2f.testing.released_reference import max_rel_error
+    from mmc2f.toolkit.released_reference import max_rel_error
     module = entry.module.eval()
     g = torch.Generator().manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():

@@ -12,10 +12,7 @@ from typing import Callable, Dict
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from .data_check import (check_classification_classes,
-                         check_config_variables, check_detection_classes,
-                         check_segmentation_labels)
-from .model_check import check_feature_channels
+from .checks import check_config_variables, check_data, check_feature_channels
 
 
 def _mmdet_show(cfg: Config, show_dir: str) -> None:
@@ -69,6 +66,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher (pytorch: torchrun; see tools/dist_*.sh)')
+    parser.add_argument(
+        '--skip-checks',
+        action='store_true',
+        help="skip mmc2f's checks of the config, its data and its model "
+        '(tools/check_config.py runs them alone)')
     # torchrun passes --local-rank (or sets LOCAL_RANK) to each process.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -98,7 +100,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     # data_root or classes that a child config, or the options, set anew
     # without the datasets that read them.
-    check_config_variables(cfg, args.cfg_options)
+    if not args.skip_checks:
+        check_config_variables(cfg, args.cfg_options)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     config_scope(cfg, args.config)
@@ -151,16 +154,16 @@ def _setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-def build_runner(cfg: Config) -> Runner:
-    # mmc2f registers its safe checkpoint loader on import; configs without
-    # custom_imports still get it.
+def build_runner(cfg: Config, checks: bool = True) -> Runner:
+    """The config's Runner; ``checks`` (off with ``--skip-checks``): the
+    data before the model is built, the model before any data loads."""
+    # mmc2f's safe checkpoint loader, for configs without custom_imports too.
     import mmc2f  # noqa: F401
     from mmengine.device import get_device
-    # Before the model is built: classes that the data and the heads do not
-    # agree on.
-    check_detection_classes(cfg)
-    check_classification_classes(cfg)
-    check_segmentation_labels(cfg)
+    if checks:
+        # Before the model is built: classes that the data and the heads do
+        # not agree on.
+        check_data(cfg)
     if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
         _setup_cpu_distributed(cfg)
     if 'runner_type' in cfg:
@@ -168,6 +171,7 @@ def build_runner(cfg: Config) -> Runner:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    # Before any data loads: a neck that cannot take the backbone's maps.
-    check_feature_channels(cfg.model, runner.model)
+    if checks:
+        # Before any data loads: a neck that cannot take the backbone's maps.
+        check_feature_channels(cfg.model, runner.model)
     return runner

@@ -14,7 +14,7 @@ from mmengine.registry import init_default_scope
 
 import mmc2f  # noqa: F401
 from mmc2f.models import Conv2Former
-from mmc2f.utils.model_check import check_feature_channels
+from mmc2f.toolkit.checks import check_feature_channels
 from tests.test_e2e.helpers import REPO, load
 
 MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'  # noqa: E501
@@ -145,7 +145,7 @@ def test_frozen_stages_with_checkpointing(monkeypatch):
 
 def test_config_check_is_where_users_build(tmp_path):
     """tools/test.py builds through the same function."""
-    from mmc2f.utils import cli
+    from mmc2f.toolkit import cli
     cfg = Config.fromfile(osp.join(REPO, IMAGENET))
     cfg.merge_from_dict({'model.backbone.init_cfg': None,
                          'model.neck.in_channels': 768,

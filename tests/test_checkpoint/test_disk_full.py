@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import mmc2f  # noqa: F401  registers the safe hook and backend
+from mmc2f.checkpoint import atomic_open, safe_torch_load
 from mmc2f.engine.hooks.checkpoint_hook import _last_checkpoint_kept
-from mmc2f.utils.checkpoint import atomic_open, safe_torch_load
+from tests.test_checkpoint.test_safe_load import ToyModel, toy_runner
 from tests.test_e2e.helpers import REPO
-from tests.test_utils.test_checkpoint import ToyModel, toy_runner
 
 resource = pytest.importorskip('resource')  # POSIX only
 
@@ -30,7 +30,8 @@ class BigToyModel(ToyModel):
 
 
 def keep_one(interval: int = 2) -> dict:
-    return dict(checkpoint=dict(type='CheckpointHook', interval=interval,
+    return dict(checkpoint=dict(type='mmc2f.SafeCheckpointHook',
+                                interval=interval,
                                 by_epoch=False, max_keep_ckpts=1))
 
 
@@ -39,8 +40,8 @@ def keep_one(interval: int = 2) -> dict:
 LIMITED_RESUME = '''
 import resource, signal, sys
 import mmc2f
-from tests.test_utils.test_checkpoint import toy_runner
-from tests.test_utils.test_disk_full import BigToyModel, keep_one
+from tests.test_checkpoint.test_safe_load import toy_runner
+from tests.test_checkpoint.test_disk_full import BigToyModel, keep_one
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 toy_runner(sys.argv[1], 4, BigToyModel(), resume=True,

@@ -137,7 +137,8 @@ def coco_overrides(cfg: Config, data: Dict[str, str], classes: Sequence[str],
 
     Args:
         cfg: The loaded config.
-        data: What :func:`~mmc2f.testing.make_coco_shapes` returns.
+        data: What
+            :func:`~mmc2f.toolkit.synthetic_data.make_coco_shapes` returns.
         classes: The dataset's category names.
         scale_factor: Multiplies every resize scale and crop size.
     """

@@ -8,7 +8,7 @@ mmengine 0.10.7 loads URLs (and ``torchvision://``, ``open-mmlab://`` and
 ``s3://``, ``petrel://`` and the local files that ``open-mmlab://`` may name
 go to a bare ``torch.load``. :func:`register_safe_loaders` registers each
 scheme again: the same name resolution (mmengine's own tables), then
-:func:`~mmc2f.utils.checkpoint.safe_torch_load`, with its messages and its
+:func:`~mmc2f.checkpoint.safe_load.safe_torch_load`, with its messages and its
 per-file opt-in (``MMC2F_TRUSTED_CHECKPOINTS`` lists the path or the URL).
 
 Downloads are atomic and complete: a temporary file, renamed into torch's hub
@@ -32,8 +32,9 @@ from mmengine.dist import get_dist_info
 from mmengine.fileio import get_file_backend
 from mmengine.logging import print_log
 
-from .checkpoint import (CheckpointLoadError, MapLocation, atomic_open,
-                         safe_torch_load, safe_torch_load_bytes)
+from .atomic import atomic_open
+from .safe_load import (CheckpointLoadError, MapLocation, safe_torch_load,
+                        safe_torch_load_bytes)
 
 _READ_CHUNK = 1 << 20
 

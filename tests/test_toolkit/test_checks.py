@@ -2,9 +2,9 @@
 read, and a detection config's classes against its COCO annotation files and
 its heads: each mismatch the libraries accept silently is an error before the
 model is built, through tools/train.py as a user runs it."""
+import glob
 import json
 import os
-import glob
 import os.path as osp
 import re
 import shutil
@@ -17,11 +17,12 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
-from mmc2f.testing import make_ade_shapes, make_coco_shapes
-from mmc2f.utils import (check_classification_classes,
-                         check_config_variables, check_detection_classes,
-                         check_segmentation_labels)
-from mmc2f.utils.data_check import _leaf_datasets
+from mmc2f.toolkit.checks import (check_classification_classes,
+                                  check_config_variables,
+                                  check_detection_classes,
+                                  check_segmentation_labels)
+from mmc2f.toolkit.checks.datasets import leaf_datasets
+from mmc2f.toolkit.synthetic_data import make_ade_shapes, make_coco_shapes
 from tests.test_e2e.helpers import REPO, load
 
 FINETUNE = ('configs/mask_rcnn/finetune/'
@@ -638,7 +639,7 @@ def test_colour_label_maps(tmp_path, ade_root):
     ('mmdet', 'centernet/centernet_r18-dcnv2_8xb16-crop512-140e_coco.py'),
 ])
 def test_library_configs_of_other_conventions_pass(library, config):
-    from mmc2f.utils.cli import library_file
+    from mmc2f.toolkit.cli import library_file
     cfg = Config.fromfile(library_file(library, 'configs', config))
     for check in (check_config_variables, check_detection_classes,
                   check_classification_classes, check_segmentation_labels):
@@ -655,10 +656,10 @@ def test_library_configs_dumped_after_moving_their_datasets(
         tmp_path, library, config):
     """The libraries' configs as a work_dir holds them after a run whose
     options moved every dataset: their data_root variable no longer read."""
-    from mmc2f.utils.cli import library_file
+    from mmc2f.toolkit.cli import library_file
     cfg = Config.fromfile(library_file(library, 'configs', config))
     cfg.merge_from_dict({f'{where}.data_root': 'data/mine/'
-                         for where, _ in _leaf_datasets(cfg)})
+                         for where, _ in leaf_datasets(cfg)})
     moved = dumped(cfg, tmp_path / 'moved.py')
     assert moved.data_root not in ('data/mine/', None)
     check_config_variables(moved)

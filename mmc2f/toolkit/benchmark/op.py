@@ -110,7 +110,7 @@ def _errors(way: Candidate, inputs: Tuple[torch.Tensor, ...],
     """The largest max relative error of the output and the four gradients
     against the reference ops in float32."""
     from mmc2f.ops import dwconv_modulate
-    from mmc2f.testing.released_reference import max_rel_error
+    from mmc2f.toolkit.released_reference import max_rel_error
 
     def outputs(backend: str, reference: bool) -> List[torch.Tensor]:
         """The way's outputs under the run's autocast, or the reference in
@@ -220,5 +220,5 @@ def report_op(rows: List[OpRow], run: RunSpec, device: torch.device,
     print(format_table(header, table, run.markdown))
     print(gap + f'Conv2Former-{run.op}: the op (DWConv_kxk(x) + b) * V of '
           'each stage, per call; ways and floors: '
-          'mmc2f.analysis.benchmark.op. - where a way does not run here '
+          'mmc2f.toolkit.benchmark.op. - where a way does not run here '
           '(triton needs CUDA) or was wrong.')

@@ -19,7 +19,7 @@
 * ``conv2former-X``: mmc2f's :class:`~mmc2f.models.Conv2Former`, all four
   stage outputs, no output norms (``out_norm=False``, as the released code).
 * ``released-X``: the authors' released forward pass, as re-implemented in
-  :mod:`mmc2f.testing.released_reference` (plain ``torch.nn.functional``,
+  :mod:`mmc2f.toolkit.released_reference` (plain ``torch.nn.functional``,
   five-pass channels-first layer norm), backbone only (no classifier head).
 * ``convnext-{t,s,b,l}`` / ``swin-{t,s,b,l}``: mmpretrain's ``ConvNeXt`` and
   ``SwinTransformer``, all four stage outputs with their output norms, as
@@ -41,7 +41,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmc2f.testing.released_reference import released_stages
+from mmc2f.toolkit.released_reference import released_stages
+
 from .spec import RunSpec, parse_model_name
 
 
@@ -104,7 +105,7 @@ def released_state_dict(arch: str) -> dict:
     conv2former and released models of that arch."""
     if arch not in _STATE_DICTS:
         from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
-        from mmc2f.testing.released_reference import make_released_state_dict
+        from mmc2f.toolkit.released_reference import make_released_state_dict
         s = ARCH_SETTINGS[arch]
         _STATE_DICTS[arch] = make_released_state_dict(
             s['channels'], s['depths'], s['kernel_size'], seed=0)
@@ -158,7 +159,7 @@ def shape_str(shape: Sequence[int]) -> str:
 def build_config_entry(path: str, run: RunSpec,
                        device: torch.device) -> Entry:
     """The whole model of a config with a preprocessed synthetic batch."""
-    from mmc2f.analysis.config_model import build_model, load_config
+    from mmc2f.toolkit.config_model import build_model, load_config
     cfg = load_config(path, run.cfg_options)
     if run.with_cp:
         cfg.model.backbone.with_cp = True

@@ -1,6 +1,6 @@
 import pytest
 
-from mmc2f.testing.overrides import epoch_schedule
+from mmc2f.toolkit.overrides import epoch_schedule
 from tests.test_e2e.helpers import load
 
 

@@ -43,7 +43,7 @@ def check_outputs(entries: List[Entry], run: RunSpec,
     """conv2former-X and released-X against ``released_forward`` (fp32);
     SystemExit naming each entry that fails."""
     from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
-    from mmc2f.testing.released_reference import (max_rel_error,
+    from mmc2f.toolkit.released_reference import (max_rel_error,
                                                   released_forward)
     refs: Dict[str, List[torch.Tensor]] = {}
     failures = []
