@@ -6,9 +6,10 @@ OPT_OUT_ENV = 'MMC2F_NO_MMENGINE_PATCH'
 
 
 def patch_mmengine() -> bool:
-    """Make mmengine 0.10.7 load checkpoints safely under torch >= 2.6.
+    """Make mmengine 0.10.7 load checkpoints safely under torch >= 2.6, and
+    read ``mmc2f::`` config paths.
 
-    ``import mmc2f`` calls this once. The change, and why:
+    ``import mmc2f`` calls this once. The changes, and why:
 
     * **Every scheme of mmengine's** ``CheckpointLoader`` (local paths,
       ``http(s)://``, ``torchvision://``, ``open-mmlab://``, ``mmcls://``,
@@ -23,6 +24,14 @@ def patch_mmengine() -> bool:
       ``weights_only=False``, which runs any code a downloaded file holds.
       The safe loader keeps the weights-only unpickler and allows, for one
       load at a time, the data types such checkpoints hold.
+    * **The config prefix** ``mmc2f::`` (``_base_ =
+      ['mmc2f::mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py']``
+      in a config of your own) reads the configs that a wheel of mmc2f ships
+      in ``mmc2f/.mim/configs``, as ``mmdet::`` reads MMDetection's. mmengine
+      knows only the prefixes of its own list of packages, and parses a
+      config's ``_base_`` before its ``custom_imports``: the prefix works
+      where mmc2f is imported first, in mmc2f's tools and
+      ``mim train mmc2f``, not in the libraries' own tools.
 
     Nothing else changes: ``torch.load`` keeps its defaults for other code,
     and mmc2f's own additions (atomic checkpoint writes, removing outdated
@@ -38,6 +47,9 @@ def patch_mmengine() -> bool:
     """
     if os.environ.get(OPT_OUT_ENV, '0') not in ('', '0'):
         return False
+    from mmengine.config.utils import MODULE2PACKAGE
+
     from .checkpoint import register_safe_loaders
     register_safe_loaders()
+    MODULE2PACKAGE.setdefault('mmc2f', 'mmc2f')
     return True

@@ -20,12 +20,17 @@ from .engine import (LayerDecayOptimWrapperConstructor, RNGStateHook,
                      SafeCheckpointHook)
 from .models import Conv2Former, Conv2FormerIsotropic, Conv2FormerNeck
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmc2f')
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmc2f')
+# locations: where mmengine finds the modules of the 'mmc2f' scope (without
+# them it would look for an mmc2f.utils.register_all_modules).
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmc2f',
+                  locations=['mmc2f.models'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmc2f',
+                 locations=['mmc2f.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-    scope='mmc2f')
+    scope='mmc2f',
+    locations=['mmc2f.engine'])
 
 for registry, root, modules in (
     (MODELS, MMENGINE_MODELS,
