@@ -21,9 +21,10 @@ import torch.nn as nn
 from mmengine.config import Config
 
 from .detection import standard_roi_align
-from .end2end import dynamic_axes, end2end_model, output_names
+from .end2end import (dynamic_axes, end2end_model, matmul_adaptive_pooling,
+                      output_names)
 from .errors import ExportError
-from .inputs import Shape, build_model, preprocess
+from .inputs import Shape, build_model, load_weights, preprocess
 from .parity import compare, median_ms, reference
 
 OPSET = 17  # LayerNormalization (16 for RoiAlign's half_pixel, GridSample)
@@ -38,7 +39,8 @@ def export(module: nn.Module, inputs: torch.Tensor, path: str, scope: str,
     """``module`` traced on ``inputs`` into ONNX file ``path`` (TorchScript
     exporter: ``dynamo=False``)."""
     names = output_names(module, scope)
-    with standard_roi_align(), warnings.catch_warnings(), torch.no_grad():
+    with standard_roi_align(), matmul_adaptive_pooling(module), \
+            warnings.catch_warnings(), torch.no_grad():
         # Shape comparisons of the input checks, constant in the trace.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         try:
@@ -62,16 +64,15 @@ def second_shape(height: int, width: int) -> Shape:
 def measure(model: nn.Module, session: Any, data: Dict[str, Any], scope: str,
             repeat: int) -> Dict[str, Any]:
     """The parity fields of one input, and both latencies (medians of
-    ``repeat`` runs, after the compared one)."""
+    ``repeat`` alternating runs, after the compared one)."""
     inputs = data['inputs'].numpy()
     feed = {'input': inputs}
     ref = reference(model, data, scope)
     result: Dict[str, Any] = dict(input_shape=list(inputs.shape))
     result.update(compare(scope, ref, session.run(None, feed)))
-    result['onnxruntime_ms'] = median_ms(lambda: session.run(None, feed),
-                                         repeat)
-    result['pytorch_ms'] = median_ms(lambda: reference(model, data, scope),
-                                     repeat)
+    result.update(median_ms(dict(
+        onnxruntime_ms=lambda: session.run(None, feed),
+        pytorch_ms=lambda: reference(model, data, scope)), repeat))
     return result
 
 
@@ -115,13 +116,14 @@ def load_config(config: str, cfg_options: Optional[dict]) -> Config:
 
 def deploy(config: str, checkpoint: str, image: str, work_dir: str,
            shape: Optional[Shape] = None, dynamic: bool = False,
-           cfg_options: Optional[dict] = None,
-           repeat: int = 5) -> Dict[str, Any]:
+           cfg_options: Optional[dict] = None, repeat: int = 5,
+           threads: Optional[int] = None) -> Dict[str, Any]:
     """Export the config's model with the checkpoint's weights to
     ``work_dir/end2end.onnx``, traced on ``image`` (the config's test
     pipeline, or resized to ``shape``), check it with ONNX Runtime against
     PyTorch on that input (and, ``dynamic``, on a second size) and write
-    ``work_dir/parity.json``; return what it holds.
+    ``work_dir/parity.json``; return what it holds. ``threads``: the CPU
+    threads of both runtimes (default: theirs).
 
     Raises:
         ExportError: the model, or a module of it, cannot be exported.
@@ -130,8 +132,10 @@ def deploy(config: str, checkpoint: str, image: str, work_dir: str,
     import onnxruntime as ort
     cfg = load_config(config, cfg_options)
     scope = cfg.default_scope
-    model = build_model(cfg, checkpoint)
+    model = build_model(cfg)
+    # What cannot be exported is said before the checkpoint is read.
     module = end2end_model(model, scope)
+    load_weights(model, checkpoint)
     if scope == 'mmseg':
         # What the export computes (its sliding window is not exported).
         model.test_cfg['mode'] = 'whole'
@@ -142,14 +146,19 @@ def deploy(config: str, checkpoint: str, image: str, work_dir: str,
     with staged_work_dir(work_dir) as staging:
         path = osp.join(staging, ONNX_FILE)
         export(module, inputs[0]['inputs'], path, scope, dynamic)
-        session = ort.InferenceSession(path,
+        options = ort.SessionOptions()
+        if threads:
+            torch.set_num_threads(threads)
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(path, options,
                                        providers=['CPUExecutionProvider'])
         sizes: List[Dict[str, Any]] = [
             measure(model, session, data, scope, repeat) for data in inputs
         ]
         parity = dict(config=config, checkpoint=checkpoint, image=image,
                       task=scope, backend='onnxruntime', dynamic=dynamic,
-                      opset=OPSET, **sizes[0])
+                      opset=OPSET, threads=torch.get_num_threads(),
+                      **sizes[0])
         if dynamic:
             parity['second_size'] = sizes[1]
         with open(osp.join(staging, PARITY_FILE), 'w') as f:

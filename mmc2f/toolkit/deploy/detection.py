@@ -246,16 +246,17 @@ class End2EndDetector(nn.Module):
     @staticmethod
     def roi_features(extractor: nn.Module, feats: Sequence[Tensor],
                      rois: Tensor) -> Tensor:
-        """SingleRoIExtractor.forward: every level's RoIAlign of all RoIs,
-        each RoI taking its own level's."""
+        """SingleRoIExtractor.forward, without its skip of empty levels (a
+        trace would keep or drop a level for good)."""
         feats = feats[:extractor.num_inputs]
-        levels = extractor.map_roi_levels(rois, len(feats)).view(-1, 1, 1, 1)
-        out = None
+        levels = extractor.map_roi_levels(rois, len(feats))
+        out = feats[0].new_zeros(
+            (rois.shape[0], extractor.out_channels,
+             *extractor.roi_layers[0].output_size))
         for level, (layer, feat) in enumerate(zip(extractor.roi_layers,
                                                   feats)):
-            level_out = layer(feat, rois)
-            out = level_out if out is None else torch.where(
-                levels == level, level_out, out)
+            index = torch.nonzero(levels == level).view(-1)
+            out[index] = layer(feat, rois[index])
         return out
 
     def refine(self, feats: Sequence[Tensor], rois: Tensor,

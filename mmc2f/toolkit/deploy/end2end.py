@@ -13,14 +13,62 @@ classification ``output`` ``[N, num_classes]`` scores (softmax, or sigmoid
                          for a multi-label head)
 ========== ============= ===================================================
 """
-from typing import Dict, List, Tuple
+from contextlib import contextmanager
+from functools import partial
+from typing import Dict, Iterator, List, Tuple
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.modules.utils import _pair
 
 from .detection import End2EndDetector
 from .errors import ExportError
+
+
+def _pool_matrix(size: Tensor, bins: int, dtype: torch.dtype) -> Tensor:
+    """``[bins, size]``: row ``i`` averages adaptive pooling's bin ``i``,
+    ``[floor(i * size / bins), ceil((i + 1) * size / bins))``."""
+    index = torch.arange(bins)
+    start = torch.div(index * size, bins, rounding_mode='floor')
+    end = torch.div((index + 1) * size + bins - 1, bins,
+                    rounding_mode='floor')
+    position = torch.arange(size)
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    return inside.to(dtype) / (end - start)[:, None].to(dtype)
+
+
+def matmul_adaptive_avg_pool2d(x: Tensor, output_size: Tuple[int,
+                                                             int]) -> Tensor:
+    """``F.adaptive_avg_pool2d(x, output_size)`` as two matmuls."""
+    height, width = torch._shape_as_tensor(x)[2:]
+    bins_h, bins_w = _pair(output_size)
+    return (_pool_matrix(height, bins_h, x.dtype) @ x
+            @ _pool_matrix(width, bins_w, x.dtype).t())
+
+
+@contextmanager
+def matmul_adaptive_pooling(model: nn.Module) -> Iterator[None]:
+    """While active, the ``nn.AdaptiveAvgPool2d`` modules to sizes other
+    than 1x1 compute as two matmuls whose matrices follow the input's size:
+    torch exports them only for static input sizes that the output size
+    divides (UperNet's pyramid pooling has 1, 2, 3 and 6 bins)."""
+    swapped = [
+        m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)
+        and _pair(m.output_size) != (1, 1)
+    ]
+    for module in swapped:
+        if None in _pair(module.output_size):
+            raise ExportError(f'{type(module).__name__}', 'an output size '
+                              'of None (the input\'s) is not exported')
+        module.forward = partial(matmul_adaptive_avg_pool2d,
+                                 output_size=module.output_size)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
 
 
 class End2EndSegmentor(nn.Module):

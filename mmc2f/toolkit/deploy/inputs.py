@@ -10,27 +10,31 @@ from mmengine.config import Config
 Shape = Tuple[int, int]
 
 
-def build_model(cfg: Config, checkpoint: str) -> nn.Module:
-    """The config's model in eval mode with the checkpoint's weights.
-
-    Raises:
-        CheckpointLoadError: the checkpoint does not fit the model (what
-            tools/test.py says).
-    """
+def build_model(cfg: Config) -> nn.Module:
+    """The config's model, its weights not loaded yet."""
     # mmc2f registers its safe checkpoint loaders and its modules.
     import mmc2f  # noqa: F401
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
-
-    from mmc2f.checkpoint import check_trained_checkpoint
     init_default_scope(cfg.default_scope)
     registry = importlib.import_module(f'{cfg.default_scope}.registry')
     model_cfg = cfg.model.copy()
     # As the Runner does: mmpretrain's configs keep it beside the model.
     if 'data_preprocessor' in cfg and 'data_preprocessor' not in model_cfg:
         model_cfg.data_preprocessor = cfg.data_preprocessor
-    model = revert_sync_batchnorm(registry.MODELS.build(model_cfg))
+    return revert_sync_batchnorm(registry.MODELS.build(model_cfg))
+
+
+def load_weights(model: nn.Module, checkpoint: str) -> nn.Module:
+    """``model`` in eval mode with the checkpoint's weights.
+
+    Raises:
+        CheckpointLoadError: the checkpoint does not fit the model (what
+            tools/test.py says).
+    """
+    from mmengine.runner import load_checkpoint
+
+    from mmc2f.checkpoint import check_trained_checkpoint
     check_trained_checkpoint(model, checkpoint)
     load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
     return model.eval()

@@ -85,11 +85,15 @@ def compare(scope: str, ref: Sequence[np.ndarray],
                                           torch.from_numpy(ref[0])))
 
 
-def median_ms(run: Callable[[], Any], repeat: int) -> float:
-    """The median time of ``repeat`` calls of ``run``, in milliseconds."""
-    times = []
+def median_ms(runs: Dict[str, Callable[[], Any]],
+              repeat: int) -> Dict[str, float]:
+    """The median time of ``repeat`` calls of each of ``runs``, in
+    milliseconds. The calls alternate, so that a load that comes and goes
+    (a shared machine) weighs on all of them alike."""
+    times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
