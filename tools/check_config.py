@@ -11,11 +11,11 @@ its fix. The model is built without its pretrained weights.
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from mmc2f.toolkit.checks import (check_config_variables, check_data,
                                   check_feature_channels)
-from mmc2f.toolkit.cli import config_scope
+from mmc2f.toolkit.cli import add_cfg_options, config_scope
 from mmc2f.toolkit.config_model import build_model
 
 
@@ -24,11 +24,7 @@ def parse_args() -> argparse.Namespace:
         description="Check a config, its data and its model with mmc2f's "
         'checks, without training')
     parser.add_argument('config', help='config file path')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, as for tools/train.py')
+    add_cfg_options(parser)
     return parser.parse_args()
 
 

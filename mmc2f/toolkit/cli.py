@@ -54,13 +54,17 @@ SCOPES: Dict[str, Dict[str, Callable[[Config, str], None]]] = {
 }
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--work-dir', help='directory of logs and outputs')
+def add_cfg_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='override config entries, e.g. train_cfg.max_iters=100')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='directory of logs and outputs')
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],

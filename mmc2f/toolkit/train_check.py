@@ -7,8 +7,8 @@ Each config runs through a train tool and then the matching test tool as
 subprocesses, as a user runs them (mmc2f's ``tools/train.py`` and
 ``tools/test.py``, or with ``--tools library`` those shipped inside
 mmdet / mmseg; with ``--gpus N``, ``tools/dist_train.sh`` and
-``dist_test.sh`` on N processes), on a COCO-format (1333x800 images) or ADE20k-format
-(683x512) set of coloured shapes generated once per library. Everything of
+``dist_test.sh`` on N processes), on a COCO-format (1333x800 images) or
+ADE20k-format (683x512) set of coloured shapes generated once per library. Everything of
 the config stays as written (model, AMP, optimiser, pipelines and their
 image scales) except:
 

@@ -48,7 +48,7 @@ import torch
 
 from .models import shape_str
 from .numerics import strict_fp32
-from .report import describe_run, format_table
+from .report import print_table
 from .spec import RunSpec
 from .timing import AMP_DTYPES, amp_context, time_calls
 
@@ -259,21 +259,20 @@ def report_floor(rows: List[FloorRow], run: RunSpec, device: torch.device,
     from mmc2f.models.backbones.conv2former import ARCH_SETTINGS
     k = ARCH_SETTINGS[run.floor]['kernel_size']
     a_dtype, av_dtype = (str(d).replace('torch.', '') for d in rows[0].dtypes)
-    gap = '\n' if run.markdown else ''
-    print(describe_run(run, device, load) + gap)
-    print(format_table(header, table, run.markdown))
-    print(gap + f'Conv2Former-{run.floor}: dw = the {k}x{k} depthwise conv '
-          'of a block, dw+mod = it and the modulation (A * V, computed as '
-          'in ConvMod.forward); stage rows per block, total = the '
-          'network (per block x blocks).\n'
-          f'floor = bytes a fused kernel moves (dw: read the input, write A; '
-          f'dw+mod: read the input and V, write A * V; A in {a_dtype}, '
-          f'A * V in {av_dtype}) / the copy bandwidth, '
-          f'{rows[0].bandwidth / 1e9:.1f} GB/s (a {COPY_BYTES >> 20} MiB '
-          'tensor copied, bytes read + written / median time); ratio = '
-          f'time / floor. Median of {run.repeats} samples after '
-          f'{run.warmup} warm-up samples.\n'
-          'fused = the Triton kernel doing dw+mod in one pass '
-          '(mmc2f.ops.dwconv_modulate), ratio against the dw+mod '
-          'floor, err = max relative error against dw+mod; - where not run '
-          '(it needs CUDA, triton and --channels-last).')
+    print_table(
+        run, device, load, header, table,
+        f'Conv2Former-{run.floor}: dw = the {k}x{k} depthwise conv '
+        'of a block, dw+mod = it and the modulation (A * V, computed as '
+        'in ConvMod.forward); stage rows per block, total = the '
+        'network (per block x blocks).\n'
+        f'floor = bytes a fused kernel moves (dw: read the input, write A; '
+        f'dw+mod: read the input and V, write A * V; A in {a_dtype}, '
+        f'A * V in {av_dtype}) / the copy bandwidth, '
+        f'{rows[0].bandwidth / 1e9:.1f} GB/s (a {COPY_BYTES >> 20} MiB '
+        'tensor copied, bytes read + written / median time); ratio = '
+        f'time / floor. Median of {run.repeats} samples after '
+        f'{run.warmup} warm-up samples.\n'
+        'fused = the Triton kernel doing dw+mod in one pass '
+        '(mmc2f.ops.dwconv_modulate), ratio against the dw+mod '
+        'floor, err = max relative error against dw+mod; - where not run '
+        '(it needs CUDA, triton and --channels-last).')

@@ -9,8 +9,9 @@
   also ``conv2former-t+cp+compile``) times the model through
   ``torch.compile(module, dynamic=False)`` (default mode, static shapes);
   the entry's ``module`` stays the uncompiled one (``.to()``, ``train()``,
-  parameters), which the compiled one shares. It compiles at its first call in each mode (grad or
-  inference, autocast or not, train or eval): in the output check and the
+  parameters), which the compiled one shares. It compiles at its first
+  call in each mode (grad or inference, autocast or not, train or eval):
+  in the output check and the
   warm-up, both untimed, so the timed rounds run compiled code.
 * A ``+unfused`` suffix (``conv2former-t+unfused``) runs mmc2f's model
   with its fast paths off (``mmc2f.ops.forced('reference')``: neither the

@@ -36,7 +36,7 @@ from .floor import (COPY_BYTES, FUSED_TOL, MAX_INPUTS, STRIDES,
                     _median_per_call, copy_bandwidth)
 from .models import shape_str
 from .numerics import strict_fp32
-from .report import describe_run, format_table
+from .report import print_table
 from .spec import RunSpec
 from .timing import AMP_DTYPES, amp_context
 
@@ -215,10 +215,9 @@ def report_op(rows: List[OpRow], run: RunSpec, device: torch.device,
             f'{bwd / r.bwd_floor_s:.2f}', f'{r.train_s * 1e6:.1f}',
             '-' if r.kept_bytes is None else f'{r.kept_bytes / 2**20:.1f}',
             f'{r.err:.1e}'])
-    gap = '\n' if run.markdown else ''
-    print(describe_run(run, device, load) + gap)
-    print(format_table(header, table, run.markdown))
-    print(gap + f'Conv2Former-{run.op}: the op (DWConv_kxk(x) + b) * V of '
-          'each stage, per call; ways and floors: '
-          'mmc2f.toolkit.benchmark.op. - where a way does not run here '
-          '(triton needs CUDA) or was wrong.')
+    print_table(
+        run, device, load, header, table,
+        f'Conv2Former-{run.op}: the op (DWConv_kxk(x) + b) * V of '
+        'each stage, per call; ways and floors: '
+        'mmc2f.toolkit.benchmark.op. - where a way does not run here '
+        '(triton needs CUDA) or was wrong.')

@@ -94,6 +94,15 @@ def describe_run(run: RunSpec, device: torch.device, load: str) -> str:
             f'load average {load} at start; command: `{command}`')
 
 
+def print_table(run: RunSpec, device: torch.device, load: str,
+                header: List[str], rows: List[List[str]], note: str) -> None:
+    """A run's description, its table and the note under the table."""
+    gap = '\n' if run.markdown else ''
+    print(describe_run(run, device, load) + gap)
+    print(format_table(header, rows, run.markdown))
+    print(gap + note)
+
+
 def notes(entries: List[Entry], run: RunSpec) -> str:
     """The lines below the table: how each column was measured."""
     lines = [f'ratio = median time / median time of {run.baseline} (same '
