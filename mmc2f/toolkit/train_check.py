@@ -8,9 +8,9 @@ subprocesses, as a user runs them (mmc2f's ``tools/train.py`` and
 ``tools/test.py``, or with ``--tools library`` those shipped inside
 mmdet / mmseg; with ``--gpus N``, ``tools/dist_train.sh`` and
 ``dist_test.sh`` on N processes), on a COCO-format (1333x800 images) or
-ADE20k-format (683x512) set of coloured shapes generated once per library. Everything of
-the config stays as written (model, AMP, optimiser, pipelines and their
-image scales) except:
+ADE20k-format (683x512) set of coloured shapes generated once per library.
+Everything of the config stays as written (model, AMP, optimiser, pipelines
+and their image scales) except:
 
 * the data: paths, and the generated set's 3 classes for a detector;
 * the schedule: ``iters`` iterations, the warm-up over the first tenth,
