@@ -25,7 +25,7 @@ from .end2end import (dynamic_axes, end2end_model, matmul_adaptive_pooling,
                       output_names)
 from .errors import ExportError
 from .inputs import Shape, build_model, load_weights, preprocess
-from .parity import compare, median_ms, reference
+from .parity import compare, reference, timed_runs
 
 OPSET = 17  # LayerNormalization (16 for RoiAlign's half_pixel, GridSample)
 ONNX_FILE = 'end2end.onnx'
@@ -63,17 +63,16 @@ def second_shape(height: int, width: int) -> Shape:
 
 def measure(model: nn.Module, session: Any, data: Dict[str, Any], scope: str,
             repeat: int) -> Dict[str, Any]:
-    """The parity fields of one input, and both latencies (medians of
-    ``repeat`` alternating runs, after the compared one)."""
+    """The parity fields of one input (the first runs' outputs compared)
+    and both latencies (medians of ``repeat`` alternating runs)."""
     inputs = data['inputs'].numpy()
-    feed = {'input': inputs}
-    ref = reference(model, data, scope)
-    result: Dict[str, Any] = dict(input_shape=list(inputs.shape))
-    result.update(compare(scope, ref, session.run(None, feed)))
-    result.update(median_ms(dict(
-        onnxruntime_ms=lambda: session.run(None, feed),
-        pytorch_ms=lambda: reference(model, data, scope)), repeat))
-    return result
+    outputs, latencies = timed_runs(dict(
+        onnxruntime_ms=lambda: session.run(None, {'input': inputs}),
+        pytorch_ms=lambda: reference(model, data, scope)), repeat)
+    return dict(input_shape=list(inputs.shape),
+                **compare(scope, outputs['pytorch_ms'],
+                          outputs['onnxruntime_ms']),
+                **latencies)
 
 
 @contextmanager
@@ -105,6 +104,25 @@ def staged_work_dir(work_dir: str) -> Iterator[str]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextmanager
+def torch_threads(threads: Optional[int]) -> Iterator[None]:
+    """torch's CPU threads set to ``threads`` (if given) while active."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def ort_session(path: str, threads: Optional[int]) -> Any:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
+    return ort.InferenceSession(path, options,
+                                providers=['CPUExecutionProvider'])
+
+
 def load_config(config: str, cfg_options: Optional[dict]) -> Config:
     from mmc2f.toolkit.cli import config_scope
     cfg = Config.fromfile(config)
@@ -129,7 +147,6 @@ def deploy(config: str, checkpoint: str, image: str, work_dir: str,
         ExportError: the model, or a module of it, cannot be exported.
         CheckpointLoadError: the checkpoint does not fit the config.
     """
-    import onnxruntime as ort
     cfg = load_config(config, cfg_options)
     scope = cfg.default_scope
     model = build_model(cfg)
@@ -143,21 +160,16 @@ def deploy(config: str, checkpoint: str, image: str, work_dir: str,
     if dynamic:
         inputs.append(preprocess(cfg, model, image,
                                  second_shape(*inputs[0]['inputs'].shape[2:])))
-    with staged_work_dir(work_dir) as staging:
+    with staged_work_dir(work_dir) as staging, torch_threads(threads):
         path = osp.join(staging, ONNX_FILE)
         export(module, inputs[0]['inputs'], path, scope, dynamic)
-        options = ort.SessionOptions()
-        if threads:
-            torch.set_num_threads(threads)
-            options.intra_op_num_threads = threads
-        session = ort.InferenceSession(path, options,
-                                       providers=['CPUExecutionProvider'])
+        session = ort_session(path, threads)
         sizes: List[Dict[str, Any]] = [
             measure(model, session, data, scope, repeat) for data in inputs
         ]
         parity = dict(config=config, checkpoint=checkpoint, image=image,
                       task=scope, backend='onnxruntime', dynamic=dynamic,
-                      opset=OPSET, threads=torch.get_num_threads(),
+                      opset=OPSET, threads=threads or torch.get_num_threads(),
                       **sizes[0])
         if dynamic:
             parity['second_size'] = sizes[1]

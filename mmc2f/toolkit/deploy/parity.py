@@ -4,7 +4,7 @@ PyTorch model's predictions in the end2end outputs' form, the comparison
 per task, and the latencies."""
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -85,15 +85,17 @@ def compare(scope: str, ref: Sequence[np.ndarray],
                                           torch.from_numpy(ref[0])))
 
 
-def median_ms(runs: Dict[str, Callable[[], Any]],
-              repeat: int) -> Dict[str, float]:
-    """The median time of ``repeat`` calls of each of ``runs``, in
-    milliseconds. The calls alternate, so that a load that comes and goes
-    (a shared machine) weighs on all of them alike."""
+def timed_runs(runs: Dict[str, Callable[[], Any]], repeat: int
+               ) -> Tuple[Dict[str, Any], Dict[str, float]]:
+    """``repeat`` calls of each of ``runs``: the first call's result and the
+    median time, in milliseconds, per name. The calls alternate, so that a
+    load that comes and goes (a shared machine) weighs on all alike."""
+    first: Dict[str, Any] = {}
     times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
             start = time.perf_counter()
-            run()
+            result = run()
             times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+            first.setdefault(name, result)
+    return first, {name: statistics.median(t) for name, t in times.items()}
