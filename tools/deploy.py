@@ -22,7 +22,7 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from mmengine.config import DictAction
+from mmc2f.toolkit.cli import add_cfg_options
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -51,10 +51,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='CPU threads of both runtimes (default: '
                         "theirs); 1 gives steadier latencies on a shared "
                         'machine')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries for both runtimes, e.g. '
-        'model.test_cfg.rcnn.score_thr=0.0')
+    # For both runtimes, e.g. model.test_cfg.rcnn.score_thr=0.0
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.shape and min(args.shape) < 32:
         parser.error(f'--shape must be at least 32 x 32, got {args.shape}')

@@ -27,29 +27,23 @@ from tests.test_tools.test_infer import (FLOWER, PERSON, TEMPLE,
 
 DOCS = osp.join(REPO, 'docs', 'deployment.md')
 # Untrained detectors score every class about 1/81, below the test
-# threshold of 0.05: both runtimes keep all boxes (at most 30 of 100
-# proposals), so that real sets are compared.
+# threshold of 0.05: both runtimes keep their best 30 boxes, so that real
+# sets are compared.
 KEEP_BOXES = {
     'model.test_cfg.rcnn.score_thr': 0.0,
     'model.test_cfg.rcnn.max_per_img': 30,
-    'model.test_cfg.rpn.max_per_img': 100,
 }
-# Conv2Former-N and narrower heads (the config's are for T: 256 and 1024
-# channels).
+# Conv2Former-N, and SMALL_MASK_RCNN's narrower heads for each of the
+# cascade's three box heads (with four convs) and its mask head.
 CASCADE_SMALL = {
     'model.backbone.arch': 'nano',
     'model.neck.in_channels': [64, 128, 256, 512],
-    'model.neck.out_channels': 64,
-    'model.rpn_head.in_channels': 64,
-    'model.rpn_head.feat_channels': 64,
-    'model.roi_head.bbox_roi_extractor.out_channels': 64,
-    'model.roi_head.mask_roi_extractor.out_channels': 64,
-    'model.roi_head.mask_head.in_channels': 64,
-    'model.roi_head.mask_head.conv_out_channels': 64,
-    **{f'model.roi_head.bbox_head.{stage}.{key}': value
-       for stage in range(3)
-       for key, value in (('in_channels', 64), ('conv_out_channels', 64),
-                          ('fc_out_channels', 128))},
+    **{key.replace('bbox_head', f'bbox_head.{stage}'): value
+       for key, value in SMALL_MASK_RCNN.items()
+       if key.startswith('model.') and 'train_cfg' not in key
+       for stage in range(3)},
+    **{f'model.roi_head.bbox_head.{stage}.conv_out_channels': 128
+       for stage in range(3)},
 }
 # name: config, --cfg-options, image, size arguments of deploy()
 CASES = {
@@ -256,3 +250,42 @@ def test_docs_example_needs_onnxruntime_and_numpy_only(folder, crop,
     inputs = tool_module(example).preprocess(crop[1], *CLS_SHAPE)
     np.testing.assert_allclose(inputs, expected['inputs'].numpy(),
                                atol=1e-6)
+
+
+def test_roi_features_follow_the_data(tmp_path):
+    """RoIs per pyramid level, traced with (1, 2, 0, 0) RoIs per level and
+    run with (0, 3, 1, 0): what MMDetection's SingleRoIExtractor gives."""
+    import onnxruntime as ort
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+
+    from mmc2f.toolkit.deploy.detection import (End2EndDetector,
+                                                standard_roi_align)
+    extractor = SingleRoIExtractor(
+        dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+        out_channels=8, featmap_strides=[4, 8, 16, 32])
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 8, 512 // s, 512 // s) for s in (4, 8, 16, 32)]
+
+    def rois(*sides):  # square boxes; level 0 below 112 pixels, ...
+        return torch.tensor([[0, 10, 20, 10 + s, 20 + s] for s in sides],
+                            dtype=torch.float32)
+
+    class Extract(torch.nn.Module):
+
+        def forward(self, rois, *feats):
+            return End2EndDetector.roi_features(extractor, feats, rois)
+
+    path = str(tmp_path / 'roi.onnx')
+    with standard_roi_align():
+        torch.onnx.export(Extract(), (rois(50, 150, 160), *feats), path,
+                          opset_version=17, input_names=['rois', 'a', 'b',
+                                                         'c', 'd'],
+                          dynamic_axes={'rois': {0: 'n'}}, dynamo=False)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    run_rois = rois(150, 170, 300, 190)
+    out = session.run(None, dict(zip(['rois', 'a', 'b', 'c', 'd'],
+                                     [x.numpy() for x in (run_rois,
+                                                          *feats)])))[0]
+    with torch.no_grad():
+        expected = extractor(feats, run_rois)
+    np.testing.assert_allclose(out, expected.numpy(), atol=1e-5)

@@ -43,6 +43,9 @@ def export(module: nn.Module, inputs: torch.Tensor, path: str, scope: str,
             warnings.catch_warnings(), torch.no_grad():
         # Shape comparisons of the input checks, constant in the trace.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        # Wrong for negative indices only: those indexed here are not.
+        warnings.filterwarnings(
+            'ignore', 'Exporting aten::index operator of advanced indexing')
         try:
             torch.onnx.export(module, (inputs, ), path, opset_version=OPSET,
                               input_names=['input'], output_names=names,

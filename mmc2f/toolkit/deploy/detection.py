@@ -241,23 +241,25 @@ class End2EndDetector(nn.Module):
         keep = _NMS.apply((boxes + offsets[:, None])[None], scores[None],
                           cfg.nms.iou_threshold, -1.0,
                           cfg.max_per_img)[:, 1]
-        return torch.cat([torch.zeros_like(boxes[keep, :1]), boxes[keep]], 1)
+        boxes = boxes[keep]
+        return torch.cat([torch.zeros_like(boxes[:, :1]), boxes], 1)
 
     @staticmethod
     def roi_features(extractor: nn.Module, feats: Sequence[Tensor],
                      rois: Tensor) -> Tensor:
-        """SingleRoIExtractor.forward, without its skip of empty levels (a
-        trace would keep or drop a level for good)."""
+        """SingleRoIExtractor.forward, each level's RoIs gathered and the
+        results put back in the RoIs' order: sizes follow the data, where
+        the trace would fix its skip of empty levels and the shapes of its
+        writes into a preallocated tensor."""
         feats = feats[:extractor.num_inputs]
         levels = extractor.map_roi_levels(rois, len(feats))
-        out = feats[0].new_zeros(
-            (rois.shape[0], extractor.out_channels,
-             *extractor.roi_layers[0].output_size))
+        indices, outs = [], []
         for level, (layer, feat) in enumerate(zip(extractor.roi_layers,
                                                   feats)):
             index = torch.nonzero(levels == level).view(-1)
-            out[index] = layer(feat, rois[index])
-        return out
+            indices.append(index)
+            outs.append(layer(feat, rois[index]))
+        return torch.cat(outs)[torch.argsort(torch.cat(indices))]
 
     def refine(self, feats: Sequence[Tensor], rois: Tensor,
                image_hw: Tensor) -> Tuple[Tensor, Tensor]:
@@ -288,18 +290,22 @@ class End2EndDetector(nn.Module):
         and scores, ``[K]`` labels, in descending score."""
         cfg = self.rcnn_cfg
         scores = cls_score.softmax(-1)[:, :-1]
-        num_rois, num_classes = scores.shape
-        boxes = boxes.view(num_rois, -1, 4).expand(-1, num_classes, -1)
+        num_classes = scores.shape[1]
+        boxes = boxes.view(-1, boxes.shape[1] // 4, 4).expand(
+            -1, num_classes, -1)
         # One NMS per class: the classes as ONNX's batches.
         selected = _NMS.apply(boxes.transpose(0, 1), scores.t(),
                               cfg.nms.iou_threshold, float(cfg.score_thr),
                               cfg.max_per_img)
-        labels, index = selected[:, 0], selected[:, 1]
-        scores = scores[index, labels]
+        # (RoI, class) pairs as flat indices: one-dimensional gathers,
+        # whatever their count.
+        labels = selected[:, 0]
+        flat = selected[:, 1] * num_classes + labels
+        scores = scores.reshape(-1)[flat]
         scores, order = scores.topk(
             _topk_count(_length(scores), cfg.max_per_img))
-        labels, index = labels[order], index[order]
-        return torch.cat([boxes[index, labels], scores[:, None]], 1), labels
+        boxes = boxes.reshape(-1, 4)[flat[order]]
+        return torch.cat([boxes, scores[:, None]], 1), labels[order]
 
     def masks(self, feats: Sequence[Tensor], boxes: Tensor, labels: Tensor,
               size: Tensor) -> Tensor:
@@ -311,10 +317,10 @@ class End2EndDetector(nn.Module):
             for extractor, head in zip(self.mask_extractors, self.mask_heads)
         ]
         probs = probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
-        if not self.mask_heads[-1].class_agnostic:
-            probs = probs[torch.arange(len(labels)), labels]
-        else:
-            probs = probs[:, 0]
+        channel = (torch.zeros_like(labels)
+                   if self.mask_heads[-1].class_agnostic else labels)
+        probs = probs.gather(1, channel.view(-1, 1, 1, 1).expand(
+            -1, 1, *probs.shape[2:]))[:, 0]
         pasted = paste_masks(probs, boxes, size[0], size[1])
         return pasted >= self.rcnn_cfg.mask_thr_binary
 
