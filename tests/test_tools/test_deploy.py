@@ -158,14 +158,18 @@ def test_onnx_runtime_matches_pytorch(deployed, name):
         assert dims == parity['input_shape']
 
 
-def test_unexportable_model_is_named(tmp_path):
+@pytest.mark.parametrize('config, options, message', [
+    ('configs/dino/dino-4scale_conv2former-t_8xb2-12e_coco.py', None,
+     'cannot export DINO: the mmdet export covers TwoStageDetector'),
+    (CASES['mask_rcnn'][0], {'model.test_cfg.rcnn.nms.type': 'soft_nms'},
+     "cannot export MaskRCNN.test_cfg.rcnn: its NMS is 'soft_nms'"),
+])
+def test_unexportable_model_is_named(tmp_path, config, options, message):
     # Said before the checkpoint is read: no file is needed.
-    work_dir = tmp_path / 'dino'
-    with pytest.raises(ExportError, match=r'cannot export DINO: the mmdet '
-                       'export covers TwoStageDetector'):
-        deploy(osp.join(REPO, 'configs/dino/'
-                        'dino-4scale_conv2former-t_8xb2-12e_coco.py'),
-               str(tmp_path / 'unread.pth'), PERSON, str(work_dir))
+    work_dir = tmp_path / 'out'
+    with pytest.raises(ExportError, match=re.escape(message)):
+        deploy(osp.join(REPO, config), str(tmp_path / 'unread.pth'), PERSON,
+               str(work_dir), cfg_options=options)
     assert not work_dir.exists()
 
 

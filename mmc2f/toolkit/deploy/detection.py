@@ -135,7 +135,8 @@ class End2EndDetector(nn.Module):
     def check(detector: nn.Module) -> None:
         """ExportError naming the module that this export does not cover."""
         from mmdet.models.dense_heads import RPNHead
-        from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+        from mmdet.models.roi_heads import (CascadeRoIHead, FCNMaskHead,
+                                            StandardRoIHead)
         from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
         from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
         name = type(detector).__name__
@@ -172,6 +173,8 @@ class End2EndDetector(nn.Module):
             elif 'bbox_head' in where and (module.custom_cls_channels
                                            or module.custom_activation):
                 reason = 'custom classification activations are not exported'
+            elif 'mask_head' in where and not isinstance(module, FCNMaskHead):
+                reason = 'only FCNMaskHead (and its subclasses) is exported'
             if reason:
                 raise ExportError(f'{name}.{where} ({type(module).__name__})',
                                   reason)
