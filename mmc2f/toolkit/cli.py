@@ -158,6 +158,23 @@ def _setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+class _FormattedOnce(Config):
+    """A Config that formats its text once per content. mmengine formats it
+    with yapf (about a second for a detector's config) wherever the Runner
+    asks: the log, the dumped config, the visualiser and every checkpoint's
+    meta."""
+
+    @property
+    def pretty_text(self) -> str:
+        key = repr(self._cfg_dict.to_dict())
+        cached = self.__dict__.get('_formatted')
+        if cached is None or cached[0] != key:
+            cached = (key, super().pretty_text)
+            # Config's __setattr__ would store it as a config key.
+            object.__setattr__(self, '_formatted', cached)
+        return cached[1]
+
+
 def build_runner(cfg: Config, checks: bool = True) -> Runner:
     """The config's Runner; ``checks`` (off with ``--skip-checks``): the
     data before the model is built, the model before any data loads."""
@@ -170,6 +187,8 @@ def build_runner(cfg: Config, checks: bool = True) -> Runner:
         check_data(cfg)
     if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
         _setup_cpu_distributed(cfg)
+    # The Runner deep-copies the config, keeping its class.
+    object.__setattr__(cfg, '__class__', _FormattedOnce)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
         runner = RUNNERS.build(cfg)
