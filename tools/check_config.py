@@ -13,8 +13,8 @@ import sys
 
 from mmengine.config import Config
 
-from mmc2f.toolkit.checks import (check_config_variables, check_data,
-                                  check_feature_channels)
+from mmc2f.toolkit.checks import (ConfigCheckError, check_config_variables,
+                                  check_data, check_feature_channels)
 from mmc2f.toolkit.cli import add_cfg_options, config_scope
 from mmc2f.toolkit.config_model import build_model
 
@@ -43,7 +43,7 @@ def main() -> int:
         cfg.model.backbone.init_cfg = None  # only shapes are checked
         check_feature_channels(cfg.model, build_model(cfg))
         print("model: the neck and heads take the backbone's feature maps")
-    except ValueError as error:
+    except ConfigCheckError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
     return 0

@@ -10,7 +10,7 @@ import sys
 
 from mmc2f.checkpoint import CheckpointLoadError, check_trained_checkpoint
 from mmc2f.toolkit.cli import (SCOPES, add_common_args, build_runner,
-                               load_config)
+                               load_config, run_tool)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,7 +51,7 @@ def main() -> None:
                      'paper does')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, checks=not args.skip_checks)
     # The runner loads it with strict=False: a wrong file would be tested.
     try:
         check_trained_checkpoint(runner.model, args.checkpoint)
@@ -61,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -7,7 +7,8 @@ ImageNet classification (mmpretrain), with MMDetection's CLI.
 """
 import argparse
 
-from mmc2f.toolkit.cli import add_common_args, build_runner, load_config
+from mmc2f.toolkit.cli import (add_common_args, build_runner, load_config,
+                               run_tool)
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,8 +51,8 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
 
-    build_runner(cfg).train()
+    build_runner(cfg, checks=not args.skip_checks).train()
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

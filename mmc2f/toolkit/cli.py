@@ -7,12 +7,14 @@ import datetime
 import logging
 import os
 import os.path as osp
+import sys
 from typing import Callable, Dict
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from .checks import check_config_variables, check_data, check_feature_channels
+from .checks import (ConfigCheckError, check_config_variables, check_data,
+                     check_feature_channels)
 
 
 def _mmdet_show(cfg: Config, show_dir: str) -> None:
@@ -91,7 +93,7 @@ def config_scope(cfg: Config, path: str) -> str:
     :data:`SCOPES`; an error saying how to set it otherwise."""
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
-        raise ValueError(
+        raise ConfigCheckError(
             f'{path} has default_scope={scope!r}; mmc2f tools run '
             f'configs of {sorted(SCOPES)}: inherit one of their '
             "default_runtime configs, e.g. 'mmdet::_base_/default_runtime.py'")
@@ -173,6 +175,15 @@ class _FormattedOnce(Config):
             # Config's __setattr__ would store it as a config key.
             object.__setattr__(self, '_formatted', cached)
         return cached[1]
+
+
+def run_tool(main: Callable[[], None]) -> None:
+    """A tool's ``main``; a refused config ends it with the check's message
+    alone (exit status 1): the traceback would only bury the fix."""
+    try:
+        main()
+    except ConfigCheckError as error:
+        sys.exit(f'error: {error}')
 
 
 def build_runner(cfg: Config, checks: bool = True) -> Runner:

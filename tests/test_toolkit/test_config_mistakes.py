@@ -49,7 +49,7 @@ def test_neck_channels_not_matching_the_backbone(tmp_path):
     output = train_fails(tmp_path, MASK_RCNN,
                          'model.neck.in_channels=[96,192,384,768]')
     assert output.startswith(
-        'ValueError: model.neck.in_channels=[96, 192, 384, 768] does not '
+        'error: model.neck.in_channels=[96, 192, 384, 768] does not '
         'match the backbone: Conv2Former gives 4 feature maps of [72, 144, '
         '288, 576] channels. Set model.neck.in_channels=[72, 144, 288, 576]'
     ), output

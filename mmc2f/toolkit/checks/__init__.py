@@ -1,7 +1,8 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """The checks ``tools/train.py``, ``tools/test.py`` and
 ``tools/check_config.py`` run on a config before any work starts, each
-raising ``ValueError`` that names the key, what it says, and the fix:
+raising :class:`ConfigCheckError` (a ``ValueError``) that names the key,
+what it says, and the fix:
 
 * :func:`check_config_variables`: ``data_root`` / ``classes`` set anew where
   the datasets do not read them;
@@ -16,6 +17,7 @@ from .classification import check_classification_classes
 from .config_variables import check_config_variables
 from .datasets import dataset_metainfo
 from .detection import check_detection_classes
+from .error import ConfigCheckError
 from .feature_channels import check_feature_channels
 from .segmentation import check_segmentation_labels
 
@@ -28,7 +30,7 @@ def check_data(cfg: Config) -> None:
 
 
 __all__ = [
-    'check_classification_classes', 'check_config_variables', 'check_data',
-    'check_detection_classes', 'check_feature_channels',
-    'check_segmentation_labels', 'dataset_metainfo'
+    'ConfigCheckError', 'check_classification_classes',
+    'check_config_variables', 'check_data', 'check_detection_classes',
+    'check_feature_channels', 'check_segmentation_labels', 'dataset_metainfo'
 ]

@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.fileio import list_from_file
 
 from .datasets import classes_source, lazily_built, leaf_datasets, type_name
+from .error import ConfigCheckError
 
 
 def _classification_classes(
@@ -34,7 +35,7 @@ def _classification_classes(
     exact = folders is not None or whence == 'its metainfo.classes'
     if classes is not None:
         if folders is not None and len(folders) != len(classes):
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{where} names {len(classes)} classes ({whence}), but {root} '
                 f'has {len(folders)} class sub-folders {folders[:10]}: set '
                 f'{where}.metainfo.classes to their {len(folders)} names, in '
@@ -78,7 +79,7 @@ def check_classification_classes(cfg: Config) -> None:
                           preprocessor.get('num_classes'))):
         if value is None or value == count or (not exact and value > count):
             continue
-        raise ValueError(
+        raise ConfigCheckError(
             f'{place}={value}, but {where} has {count} classes ({whence}): '
             f'set model.head.num_classes={count} and '
             f'{preprocessor_at}.num_classes={count} (the Mixup/CutMix '
@@ -95,7 +96,7 @@ def check_classification_classes(cfg: Config) -> None:
             topk = topk if isinstance(topk, (list, tuple)) else (topk, )
             if limit and topk and max(topk) > limit and type_name(
                     evaluator).endswith('Accuracy'):
-                raise ValueError(
+                raise ConfigCheckError(
                     f'{name} has topk={tuple(topk)}, but the model scores '
                     f'{limit} classes: set {name}.topk to values up to '
                     f'{limit}, e.g. topk=(1, )')

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from mmengine.config import Config
 
 from .datasets import leaf_datasets
+from .error import ConfigCheckError
 
 
 def _reads(variable: Any, value: Any) -> int:
@@ -116,7 +117,7 @@ def check_config_variables(cfg: Config,
                  if old is None or _reads(old, v)]
         if stale:
             places = ', '.join(f'{w}={v!r}' for w, v in stale)
-            raise ValueError(
+            raise ConfigCheckError(
                 f'The config sets {variable}={new!r}, but the dataloaders '
                 f'read {places}: a config variable is substituted when the '
                 'file that uses it is read, so a new value in a child config '

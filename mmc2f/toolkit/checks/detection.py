@@ -25,6 +25,7 @@ from mmengine.config import Config
 
 from .datasets import (dataset_class, leaf_datasets, read_classes, spread,
                        transforms_of)
+from .error import ConfigCheckError
 
 # The RoI heads whose num_classes counts the dataset's (thing) classes; other
 # heads' num_classes may count something else (e.g. text tokens).
@@ -42,11 +43,12 @@ def _read_coco(path: str) -> Dict[str, Any]:
         try:
             data = json.load(f)
         except json.JSONDecodeError as error:
-            raise ValueError(f'{path} is not valid JSON: {error}') from None
+            raise ConfigCheckError(
+                f'{path} is not valid JSON: {error}') from None
     if not isinstance(data, dict) or not isinstance(
             data.get('categories'), list):
-        raise ValueError(f'{path} has no "categories" list: it is not a '
-                         'COCO-format annotation file')
+        raise ConfigCheckError(f'{path} has no "categories" list: it is not '
+                               'a COCO-format annotation file')
     return data
 
 
@@ -78,7 +80,7 @@ def _check_annotations(where: str, path: str, data: Dict[str, Any],
                 if not all(isinstance(i.get(k), (int, float))
                            for k in ('height', 'width'))]
     if sizeless:
-        raise ValueError(
+        raise ConfigCheckError(
             f'{len(sizeless)} of the {len(images)} images of {path} lack '
             f'"height" or "width" (e.g. {sizeless[:3]}): MMDetection reads '
             "both from the file; add each image's size in pixels")
@@ -102,7 +104,7 @@ def _check_annotations(where: str, path: str, data: Dict[str, Any],
     kept = [a for a in data.get('annotations') or [] if is_kept(a)]
     maskless = [a.get('id') for a in kept if not a.get('segmentation')]
     if maskless:
-        raise ValueError(
+        raise ConfigCheckError(
             f'{len(maskless)} of the {len(kept)} annotations of {path} have '
             f'no "segmentation" (e.g. ids {maskless[:3]}), but {where}\'s '
             'pipeline loads masks (LoadAnnotations with_mask=True) for the '
@@ -147,7 +149,7 @@ def _check_orientation(where: str, path: str, data: Dict[str, Any],
             continue
         if orientation in _TURNED and width != height and (
                 info['width'], info['height']) == (width, height):
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{file} is stored {width}x{height} with EXIF orientation '
                 f'{orientation}, which the image loader applies (it reads '
                 f'{height}x{width}), but {path} gives it the stored size: '
@@ -163,17 +165,18 @@ def _check_order(where: str, classes: List[str], path: str,
                  names: List[str]) -> None:
     twice = sorted({n for n in names if n in classes and names.count(n) > 1})
     if twice:
-        raise ValueError(f'{path} has several categories named {twice}: '
-                         'give each category of the file its own name')
+        raise ConfigCheckError(
+            f'{path} has several categories named {twice}: give each '
+            'category of the file its own name')
     missing = [c for c in classes if c not in names]
     if missing:
-        raise ValueError(
+        raise ConfigCheckError(
             f'{where}.metainfo.classes names {missing}, which {path} does '
             f'not have: its categories are {names}. Set classes to names of '
             'its categories')
     in_file_order = [n for n in names if n in classes]
     if in_file_order != classes:
-        raise ValueError(
+        raise ConfigCheckError(
             f'{where}.metainfo.classes lists {classes}, but {path} has them '
             f'in the order {in_file_order}: MMDetection numbers the labels '
             "in the file's order, so every prediction would carry another "
@@ -235,7 +238,7 @@ def check_detection_classes(cfg: Config) -> None:
                                    _loads_masks(dataset))
                 _check_orientation(where, path, read[path], dataset)
             except (AttributeError, IndexError, KeyError, TypeError) as error:
-                raise ValueError(
+                raise ConfigCheckError(
                     f'{path} has an entry of an unexpected form '
                     f'({type(error).__name__}: {error}): it is not a '
                     'well-formed COCO annotation file') from None
@@ -244,7 +247,7 @@ def check_detection_classes(cfg: Config) -> None:
     where, count = counted
     for place, value in _head_num_classes(cfg.model):
         if value != count:
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{place}={value}, but {where}.metainfo has {count} (thing) '
                 f'classes: set num_classes={count} in every head (e.g. '
                 'num_classes=len(classes) in the config)')

@@ -12,6 +12,8 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from .error import ConfigCheckError
+
 # Side of the image the backbone's channels are measured on: every Conv2Former
 # stage is non-empty from 32 pixels on.
 _PROBE_SIZE = 64
@@ -100,13 +102,13 @@ def check_feature_channels(model_cfg: Any, model: nn.Module) -> None:
         try:
             expected = _expected(channels, declared, index)
         except IndexError:
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{key}.in_index={index} selects feature maps that the '
                 f'backbone {type(backbone).__name__} does not give: it gives '
                 f'{len(channels)} maps, of {channels} channels (its '
                 'out_indices)') from None
         if expected is not None and expected != declared:
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{key}.in_channels={declared} does not match the backbone: '
                 f'{type(backbone).__name__} gives {len(channels)} feature '
                 f'maps of {channels} channels. Set {key}.in_channels='

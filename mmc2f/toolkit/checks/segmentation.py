@@ -8,6 +8,7 @@ import numpy as np
 from mmengine.config import Config
 
 from .datasets import classes_source, lazily_built, leaf_datasets, spread
+from .error import ConfigCheckError
 
 # Label maps read per dataset: a sample, enough for a mistake made in every
 # file (colour maps, another numbering), in seconds on a large set.
@@ -55,7 +56,7 @@ def _check_label_maps(head_at: str, head: Dict[str, Any],
     for path in _label_map_pairs(built):
         with Image.open(path) as image:
             if image.mode != 'P' and len(image.getbands()) > 1:
-                raise ValueError(
+                raise ConfigCheckError(
                     f'{path} is a {image.mode} colour image: MMSegmentation '
                     'reads label maps as one class index per pixel (a '
                     'grayscale or palette PNG). Convert the colours to '
@@ -69,7 +70,7 @@ def _check_label_maps(head_at: str, head: Dict[str, Any],
         if labels and max(labels) >= num_classes:
             reduced = (' (after reduce_zero_label, which ignores 0: set it '
                        'False where 0 is a class)') if reduce else ''
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{path} has label {max(labels)}{reduced}, but '
                 f'{head_at}.num_classes={num_classes}: set num_classes to '
                 'the number of classes in decode_head and auxiliary_head')
@@ -86,7 +87,7 @@ def check_segmentation_labels(cfg: Config) -> None:
     if not heads:
         return
     if len({h['num_classes'] for _, h in heads}) > 1:
-        raise ValueError(
+        raise ConfigCheckError(
             'The heads count other classes: ' + ', '.join(
                 f'{w}.num_classes={h["num_classes"]}' for w, h in heads) +
             ': set the same num_classes in each')
@@ -108,7 +109,7 @@ def check_segmentation_labels(cfg: Config) -> None:
             other = (f" (and {where}.type='BaseSegDataset' for names that "
                      f"are not {kind.__name__}'s)"
                      if kind.METAINFO.get('classes') else '')
-            raise ValueError(
+            raise ConfigCheckError(
                 f'{where} has {len(classes)} classes '
                 f'({classes_source(dataset, built)}), but '
                 f'{head_at}.num_classes={num_classes}: set '
