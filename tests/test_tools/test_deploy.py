@@ -163,7 +163,7 @@ def test_onnx_runtime_matches_pytorch(deployed, name):
      'cannot export DINO: the mmdet export covers TwoStageDetector'),
     (CASES['mask_rcnn'][0], {'model.test_cfg.rcnn.nms.type': 'soft_nms'},
      "cannot export MaskRCNN.test_cfg.rcnn: its NMS is 'soft_nms'"),
-])
+], ids=['DINO', 'soft_nms'])
 def test_unexportable_model_is_named(tmp_path, config, options, message):
     # Said before the checkpoint is read: no file is needed.
     work_dir = tmp_path / 'out'

@@ -1,17 +1,14 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """The end2end modules that are exported: the whole model from the data
-preprocessor's output to MMDeploy's end2end outputs, per task.
+preprocessor's output (``input``, ``[N, 3, H, W]``) to MMDeploy's end2end
+outputs, per task:
 
-========== ============= ===================================================
-task       outputs       what they hold
-========== ============= ===================================================
-detection  ``dets``      ``[1, K, 5]`` x1, y1, x2, y2 (input pixels), score
-           ``labels``    ``[1, K]`` class indices (int64)
-           ``masks``     ``[1, K, H, W]`` bool, with a mask head only
-segmentation ``output``  ``[N, 1, H, W]`` class index per pixel (int64)
-classification ``output`` ``[N, num_classes]`` scores (softmax, or sigmoid
-                         for a multi-label head)
-========== ============= ===================================================
+* detection: ``dets`` ``[1, K, 5]`` (x1, y1, x2, y2 in input pixels,
+  score), ``labels`` ``[1, K]`` (int64) and, with a mask head, ``masks``
+  ``[1, K, H, W]`` (bool); one image;
+* segmentation: ``output`` ``[N, 1, H, W]``, the class of each pixel;
+* classification: ``output`` ``[N, num_classes]``, the scores (softmax, or
+  sigmoid for a multi-label head).
 """
 from contextlib import contextmanager
 from functools import partial
