@@ -9,7 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .checkpoint import atomic_open, describe_differences, safe_torch_load
+from ..checkpoint import atomic_open, safe_torch_load
+from ..checkpoint.fit import describe_differences
 
 # Keys every released Conv2Former state dict has, whatever the variant.
 EXPECTED_KEYS = (
