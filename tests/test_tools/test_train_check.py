@@ -76,6 +76,7 @@ def test_bad_arguments():
         main([UPERNET, '--iters', '0'])
 
 
+@pytest.mark.slow  # the same training as tests/test_e2e/test_detection.py
 def test_paper_config_trains_and_tests(tmp_path):
     """Mask R-CNN (with an N backbone, for time) through our tools, at an
     eighth of the real image sizes (a 2-core machine), on a generated set.
