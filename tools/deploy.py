@@ -67,14 +67,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     from mmc2f.checkpoint import CheckpointLoadError
-    from mmc2f.toolkit.deploy import deploy
+    from mmc2f.toolkit.checks import ConfigCheckError
+    from mmc2f.toolkit.deploy import ExportError, deploy
     try:
         parity = deploy(args.config, args.checkpoint, args.image,
                         args.work_dir, shape=args.shape, dynamic=args.dynamic,
                         cfg_options=args.cfg_options, repeat=args.repeat,
                         threads=args.threads)
-    # ExportError is a ValueError, as is a config of another library.
-    except (CheckpointLoadError, ValueError) as error:
+    except (CheckpointLoadError, ConfigCheckError, ExportError) as error:
         sys.exit(f'error: {error}')
     print(json.dumps(parity, indent=2))
     print(f'Wrote {args.work_dir}/end2end.onnx and '

@@ -8,8 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
-# The libraries whose configs are understood, by ``default_scope``.
-SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+from .cli import config_scope
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -17,9 +16,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if cfg.get('default_scope') not in SCOPES:
-        raise ValueError(f'{path}: default_scope={cfg.get("default_scope")!r}'
-                         f', expected one of {sorted(SCOPES)}')
+    config_scope(cfg, path)
     cfg.model.backbone.init_cfg = None  # no checkpoint to load
     return cfg
 

@@ -42,3 +42,35 @@ def test_skip_checks_builds_what_the_checks_refuse(tmp_path):
     with pytest.raises(ValueError, match='model.neck.in_channels=768'):
         cli.build_runner(cfg.copy())
     assert cli.build_runner(cfg, checks=False).model is not None
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_skip_checks_reaches_the_tools(monkeypatch, tmp_path, tool):
+    """tools/train.py and tools/test.py hand --skip-checks to build_runner
+    (and without it, the checks run)."""
+    from mmc2f.toolkit import cli
+    seen = []
+
+    class Runner:
+        model = None
+
+        def train(self):
+            pass
+
+        def test(self):
+            pass
+
+    def build_runner(cfg, checks=True):
+        seen.append(checks)
+        return Runner()
+
+    monkeypatch.setattr(cli, 'build_runner', build_runner)
+    monkeypatch.setattr('mmc2f.checkpoint.check_trained_checkpoint',
+                        lambda model, path: {})
+    path = osp.join(REPO, 'tools', f'{tool}.py')
+    args = [IMAGENET] + (['x.pth'] if tool == 'test' else [])
+    for flags in (['--skip-checks'], []):
+        monkeypatch.setattr(sys, 'argv', [path, *args, '--work-dir',
+                                          str(tmp_path), *flags])
+        runpy.run_path(path)['main']()
+    assert seen == [False, True]

@@ -18,11 +18,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 
 from .detection import standard_roi_align
 from .end2end import (dynamic_axes, end2end_model, matmul_adaptive_pooling,
                       output_names)
+from ..config_model import load_config
 from .errors import ExportError
 from .inputs import Shape, build_model, load_weights, preprocess
 from .parity import compare, reference, timed_runs
@@ -126,15 +126,6 @@ def ort_session(path: str, threads: Optional[int]) -> Any:
                                 providers=['CPUExecutionProvider'])
 
 
-def load_config(config: str, cfg_options: Optional[dict]) -> Config:
-    from mmc2f.toolkit.cli import config_scope
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    config_scope(cfg, config)
-    return cfg
-
-
 def deploy(config: str, checkpoint: str, image: str, work_dir: str,
            shape: Optional[Shape] = None, dynamic: bool = False,
            cfg_options: Optional[dict] = None, repeat: int = 5,
@@ -150,7 +141,7 @@ def deploy(config: str, checkpoint: str, image: str, work_dir: str,
         ExportError: the model, or a module of it, cannot be exported.
         CheckpointLoadError: the checkpoint does not fit the config.
     """
-    cfg = load_config(config, cfg_options)
+    cfg = load_config(config, cfg_options)  # the backbone's init dropped
     scope = cfg.default_scope
     model = build_model(cfg)
     # What cannot be exported is said before the checkpoint is read.
