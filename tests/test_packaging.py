@@ -9,6 +9,7 @@ import sys
 import sysconfig
 import zipfile
 
+from mmc2f.toolkit.synthetic_data import make_coco_shapes
 from tests.test_e2e.helpers import REPO
 
 USER_CONFIG = """_base_ = [
@@ -54,6 +55,15 @@ def test_wheel_in_a_fresh_venv_reads_mmc2f_prefix(tmp_path):
     user = tmp_path / 'user'
     user.mkdir()
     (user / 'my_config.py').write_text(USER_CONFIG)
+    # COCO's annotation files where the config reads them (its data checked).
+    coco = user / 'data' / 'coco' / 'annotations'
+    make_coco_shapes(str(user / 'shapes'), num_train=1, num_val=1,
+                     size=(32, 32))
+    coco.mkdir(parents=True)
+    for split in ('train', 'val'):
+        shutil.copy(
+            user / 'shapes' / 'annotations' / f'instances_{split}.json',
+            coco / f'instances_{split}2017.json')
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     result = subprocess.run(
         [python, osp.join(site, 'mmc2f', '.mim', 'tools', 'check_config.py'),

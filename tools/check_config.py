@@ -3,7 +3,8 @@
 any work, alone: the config's variables, its data against its classes and
 heads, and its neck and heads against the backbone's feature maps.
 
-    python tools/check_config.py CONFIG [--cfg-options k=v ...]
+    python tools/check_config.py CONFIG [--run {train,test}]
+        [--cfg-options k=v ...]
 
 Exits 0 with a line per check passed, or 1 with the first problem found and
 its fix. The model is built without its pretrained weights.
@@ -14,7 +15,8 @@ import sys
 from mmengine.config import Config
 
 from mmc2f.toolkit.checks import (ConfigCheckError, check_config_variables,
-                                  check_data, check_feature_channels)
+                                  check_data, check_data_files,
+                                  check_feature_channels)
 from mmc2f.toolkit.cli import add_cfg_options, config_scope
 from mmc2f.toolkit.config_model import build_model
 
@@ -24,6 +26,11 @@ def parse_args() -> argparse.Namespace:
         description="Check a config, its data and its model with mmc2f's "
         'checks, without training')
     parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--run',
+        choices=('train', 'test'),
+        help='check the data of this run only (train: the training and '
+        'validation data; test: the test data); both by default')
     add_cfg_options(parser)
     return parser.parse_args()
 
@@ -37,6 +44,8 @@ def main() -> int:
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
         config_scope(cfg, args.config)
+        check_data_files(cfg, [args.run] if args.run else ['train', 'test'])
+        print('data files: the annotation files and image folders exist')
         check_data(cfg)
         print('data: the classes agree with the annotations, label maps '
               'and heads')

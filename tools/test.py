@@ -51,7 +51,8 @@ def main() -> None:
                      'paper does')
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    runner = build_runner(cfg, checks=not args.skip_checks)
+    runner = build_runner(
+        cfg, checks=not args.skip_checks, loops=('test', ))
     # The runner loads it with strict=False: a wrong file would be tested.
     try:
         check_trained_checkpoint(runner.model, args.checkpoint)

@@ -51,7 +51,8 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
 
-    build_runner(cfg, checks=not args.skip_checks).train()
+    build_runner(
+        cfg, checks=not args.skip_checks, loops=('train', )).train()
 
 
 if __name__ == '__main__':

@@ -8,13 +8,13 @@ import logging
 import os
 import os.path as osp
 import sys
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from .checks import (ConfigCheckError, check_config_variables, check_data,
-                     check_feature_channels)
+                     check_data_files, check_feature_channels)
 
 
 def _mmdet_show(cfg: Config, show_dir: str) -> None:
@@ -186,15 +186,19 @@ def run_tool(main: Callable[[], None]) -> None:
         sys.exit(f'error: {error}')
 
 
-def build_runner(cfg: Config, checks: bool = True) -> Runner:
+def build_runner(cfg: Config,
+                 checks: bool = True,
+                 loops: Sequence[str] = ('train', 'test')) -> Runner:
     """The config's Runner; ``checks`` (off with ``--skip-checks``): the
-    data before the model is built, the model before any data loads."""
+    data that the ``loops`` read ('train' with its validation, 'test')
+    before the model is built, the model before any data loads."""
     # mmc2f's safe checkpoint loader, for configs without custom_imports too.
     import mmc2f  # noqa: F401
     from mmengine.device import get_device
     if checks:
-        # Before the model is built: classes that the data and the heads do
-        # not agree on.
+        # Before the model is built: missing data, and classes that the data
+        # and the heads do not agree on.
+        check_data_files(cfg, loops)
         check_data(cfg)
     if cfg.get('launcher') == 'pytorch' and get_device() == 'cpu':
         _setup_cpu_distributed(cfg)

@@ -6,7 +6,7 @@ import os.path as osp
 import subprocess
 import sys
 from types import ModuleType
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import mmengine
 from mmengine.config import Config
@@ -57,3 +57,17 @@ def written_images(folder: str) -> List[str]:
     return [
         f for f in mmengine.scandir(folder, ('.jpg', '.png'), recursive=True)
     ]
+
+
+def imagenet_layout(root: str) -> Dict[str, str]:
+    """ImageNet's layout under ``root`` (``meta/train.txt``, ``meta/val.txt``
+    and their image folders, one labelled image each, no pixels read); the
+    ``--cfg-options`` that point an ImageNet config's dataloaders at it."""
+    for split in ('train', 'val'):
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        os.makedirs(osp.join(root, 'meta'), exist_ok=True)
+        with open(osp.join(root, 'meta', f'{split}.txt'), 'w') as f:
+            f.write('n01440764/0.JPEG 0\n')
+    return {f'{loader}.dataset.data_root': root
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader')}

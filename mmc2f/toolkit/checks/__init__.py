@@ -6,6 +6,8 @@ what it says, and the fix:
 
 * :func:`check_config_variables`: ``data_root`` / ``classes`` set anew where
   the datasets do not read them;
+* :func:`check_data_files`: the local data files and folders that a run
+  opens first exist;
 * :func:`check_data`: per task, the classes against the data and the heads
   (:mod:`.detection`, :mod:`.classification`, :mod:`.segmentation`);
 * :func:`check_feature_channels`: a neck or head against the backbone's
@@ -15,6 +17,7 @@ from mmengine.config import Config
 
 from .classification import check_classification_classes
 from .config_variables import check_config_variables
+from .data_files import check_data_files
 from .datasets import dataset_metainfo
 from .detection import check_detection_classes
 from .error import ConfigCheckError
@@ -31,6 +34,7 @@ def check_data(cfg: Config) -> None:
 
 __all__ = [
     'ConfigCheckError', 'check_classification_classes',
-    'check_config_variables', 'check_data', 'check_detection_classes',
+    'check_config_variables', 'check_data', 'check_data_files',
+    'check_detection_classes',
     'check_feature_channels', 'check_segmentation_labels', 'dataset_metainfo'
 ]

@@ -3,7 +3,7 @@
 libraries build them, for the checks of each task."""
 import importlib
 import os.path as osp
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.fileio import list_from_file
@@ -11,10 +11,13 @@ from mmengine.fileio import list_from_file
 _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-def leaf_datasets(cfg: Config) -> Iterator[Tuple[str, Dict[str, Any]]]:
+def leaf_datasets(
+    cfg: Config,
+    dataloaders: Sequence[str] = _DATALOADERS
+) -> Iterator[Tuple[str, Dict[str, Any]]]:
     """(its place in the config, its config) of each dataset the dataloaders
     read, inside wrappers (``dataset``) and concatenations (``datasets``)."""
-    for name in _DATALOADERS:
+    for name in dataloaders:
         loader = cfg.get(name)
         stack = [(f'{name}.dataset', loader.get('dataset'))] if loader else []
         while stack:
