@@ -35,9 +35,65 @@ else
 fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating virtual environment $VENV"
-  "${PYTHON:-python3}" -m venv "$VENV"
+  # A Python that already has torch (a GPU image's CUDA build, often offline) lends its packages
+  # to the new environment, as --system-site-packages would, less what the stack cannot be
+  # imported beside (below); its pip and setuptools too, where it has them. The environment
+  # records the Python it sees.
+  if "${PYTHON:-python3}" -c 'import torch' 2>/dev/null; then
+    if "${PYTHON:-python3}" -c 'import pip' 2>/dev/null; then
+      "${PYTHON:-python3}" -m venv --without-pip "$VENV"
+    else
+      "${PYTHON:-python3}" -m venv "$VENV"
+    fi
+    "${PYTHON:-python3}" -c 'import sys; print(sys.executable)' >"$VENV/mmc2f-base-python"
+  else
+    "${PYTHON:-python3}" -m venv "$VENV"
+  fi
 fi
 PY="$VENV/bin/python"
+# The base Python's packages are seen through a view of symbolic links, made anew at each run (the
+# base may have changed), without transformers >= 5: mmpretrain 1.2.0 imports its multimodal
+# models wherever transformers >= 4.28 is installed, and they need names that transformers 5
+# removed. The view lies outside the environment: pip then never uninstalls (deletes) the base's
+# files through it, as it does nothing outside an environment.
+if [[ -f "$VENV/mmc2f-base-python" ]]; then
+  BASE_PY="$(cat "$VENV/mmc2f-base-python")"
+  [[ -x "$BASE_PY" ]] || die "$VENV was made to see the packages of $BASE_PY, which no longer \
+exists: remove $VENV and run this script again"
+  BASE_VIEW="$(dirname "$VENV")/.mmc2f-base-site/$(basename "$VENV")"
+  VENV_SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  "$BASE_PY" - "$BASE_VIEW" "$VENV_SITE" <<'PY' || die "could not make the view of $BASE_PY's packages"
+import os, re, shutil, site, sys
+from importlib.metadata import version
+view, venv_site = sys.argv[1:]
+def major(name):
+    try:
+        return int(re.match(r'\d+', version(name)).group())
+    except Exception:  # not installed, or an odd version string
+        return 0
+hidden = {'transformers'} if major('transformers') >= 5 else set()
+def is_hidden(entry):  # the package or module, and its metadata
+    return any(entry == name or entry.startswith(name + '.') or (
+        entry.startswith(name + '-') and entry.endswith(('.dist-info', '.egg-info')))
+        for name in hidden)
+shutil.rmtree(view, ignore_errors=True)
+lines = []
+for i, folder in enumerate(d for d in site.getsitepackages() if os.path.isdir(d)):
+    target = os.path.join(view, str(i))
+    os.makedirs(target)
+    for entry in os.listdir(folder):
+        if not is_hidden(entry):
+            os.symlink(os.path.join(folder, entry), os.path.join(target, entry))
+    lines.append(f'import site; site.addsitedir({target!r})')
+# After the environment's own site-packages, as --system-site-packages puts them.
+with open(os.path.join(venv_site, 'zz-mmc2f-base-site.pth'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+for name in sorted(hidden):
+    print(f'[setup] {sys.executable} has {name} {version(name)}, which the OpenMMLab stack '
+          'cannot be imported beside: this environment sees its other packages, not it')
+PY
+  log "packages of $BASE_PY seen through $BASE_VIEW"
+fi
 PIP=("$PY" -m pip --disable-pip-version-check)
 # The tested Python; torch 2.14.1 needs >= 3.10 and the lock file's versions (numpy 2.4.6, ...) 3.11.
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
@@ -47,17 +103,18 @@ tools/setup_env.sh (an environment that already has torch, mmcv 2.1.0 and the Op
 libraries needs only: pip install -e .)"
 log "environment: $VENV ($("$PY" -V 2>&1))"
 
-# mmpretrain 1.2.0 imports its multimodal models wherever transformers >= 4.28 is installed, and
-# they need names that transformers 5 removed: `import mmpretrain.models` fails (TypeError), and
-# with it MMDetection's models and the ConvNeXt configs. Refused before anything is installed.
+# transformers >= 5 in the environment itself (one this script made sees the base's packages
+# without it): `import mmpretrain.models` fails (TypeError), and with it MMDetection's models and
+# the ConvNeXt configs. Refused before anything is installed.
 transformers="$("$PY" -c 'from importlib.metadata import version
 try: print(version("transformers"))
 except Exception: pass')"
 if [[ "${transformers%%.*}" =~ ^[0-9]+$ ]] && (( ${transformers%%.*} >= 5 )); then
   die "transformers $transformers is installed, and mmpretrain 1.2.0 cannot be imported beside \
 transformers >= 5 (its BLIP code needs names that transformers 5 removed; MMDetection's models \
-import it too). Install transformers<5 here (pip install 'transformers<5'), uninstall it, or use \
-another environment; then run this script again."
+import it too). Install transformers<5 here (pip install 'transformers<5') or uninstall it, and \
+run this script again; or let it make an environment that sees this one's packages but not its \
+transformers: MMC2F_VENV=NEW_FOLDER PYTHON=$PY bash tools/setup_env.sh"
 fi
 
 # 2. torch: keep the user's (e.g. a CUDA build), install the pinned one only when absent.
@@ -181,7 +238,15 @@ if cuda and not os.path.isfile(os.path.join(CUDA_HOME, 'include', 'cuda_runtime_
     sys.exit(f'CUDA_HOME ({CUDA_HOME}) has nvcc but not the CUDA headers '
              '(include/cuda_runtime_api.h): set CUDA_HOME to the CUDA toolkit '
              f'{torch.version.cuda} (e.g. /usr/local/cuda) and run this script again')
-arches = ';'.join(re.split(r'[;\s]+', arches)) if arches else ';'.join(visible)
+arches = re.split(r'[;\s]+', arches) if arches else visible
+# An architecture-specific target (9.0a; 10.0f, a family's) gains mmcv nothing, whose kernels
+# use none of those features, and a build for 9.0a failed its op check on an H200 where one for
+# 9.0 worked: mmcv is built for the plain architecture, which runs on the same GPUs.
+plain = list(dict.fromkeys(re.sub(r'^(\d+\.\d+)[af]', r'\1', a) for a in arches))
+if cuda and plain != arches:
+    print(f"[setup] building mmcv's CUDA ops for {';'.join(plain)} rather than "
+          f"TORCH_CUDA_ARCH_LIST's {';'.join(arches)}: the same GPUs run them", file=sys.stderr)
+arches = ';'.join(plain)
 device = f'cu{cuda}-sm{re.sub(r"[^0-9A-Za-z]+", "_", arches)}' if cuda else 'cpu'
 key = f"torch{torch.__version__}-{torch.version.git_version[:10]}-{device}-py{sys.version_info.major}{sys.version_info.minor}"
 print(key.replace('+', '_'), int(cuda is not None), arches if cuda else '-')

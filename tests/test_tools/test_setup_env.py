@@ -132,21 +132,62 @@ def test_force_cuda_without_nvcc_is_refused(tmp_path):
     assert 'Traceback' not in result.stderr
 
 
-def test_transformers_5_is_refused(tmp_path):
-    """mmpretrain 1.2.0 cannot be imported beside transformers >= 5: refused
-    up front, with the fix."""
-    venv = tmp_path / 'env'
-    site = make_env(venv)
-    info = osp.join(site, 'transformers-5.0.0.dist-info')
+def _fake_distribution(site, name: str, version: str, module: str) -> None:
+    """A distribution installed in ``site``: its module and its metadata."""
+    info = osp.join(site, f'{name}-{version}.dist-info')
     os.makedirs(info)
     with open(osp.join(info, 'METADATA'), 'w') as f:
-        f.write('Metadata-Version: 2.1\nName: transformers\nVersion: 5.0.0\n')
+        f.write(f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
+    with open(osp.join(info, 'RECORD'), 'w') as f:
+        f.write(f'{module},,\n{name}-{version}.dist-info/METADATA,,\n'
+                f'{name}-{version}.dist-info/RECORD,,\n')
+    with open(osp.join(site, module), 'w') as f:
+        f.write(f'__version__ = {version!r}\n')
+
+
+def test_transformers_5_is_refused(tmp_path):
+    """mmpretrain 1.2.0 cannot be imported beside transformers >= 5: in the
+    environment itself, refused up front, with the fixes."""
+    venv = tmp_path / 'env'
+    _fake_distribution(make_env(venv), 'transformers', '5.0.0',
+                       'transformers.py')
     result = run_setup(tmp_path, venv)
     assert result.returncode != 0
     assert 'transformers 5.0.0 is installed, and mmpretrain 1.2.0 cannot' in \
         result.stderr, result.stderr[-3000:]
     assert "pip install 'transformers<5'" in result.stderr
+    assert (f"MMC2F_VENV=NEW_FOLDER PYTHON={venv / 'bin' / 'python'} bash "
+            'tools/setup_env.sh') in result.stderr
     assert 'installing mmcv' not in result.stdout
+
+
+def test_a_python_with_torch_and_transformers_5_lends_the_rest(tmp_path):
+    """The GPU image's case: a Python with torch (and no network) and
+    transformers 5. The environment the script makes sees its packages, as
+    --system-site-packages would, but not its transformers; pip in it never
+    deletes the base's files."""
+    base = tmp_path / 'base'
+    site = make_env(base)  # torch, mmcv, the libraries: the test's stack
+    _fake_distribution(site, 'transformers', '5.0.0', 'transformers.py')
+    _fake_distribution(site, 'baseprobe', '1.0', 'baseprobe.py')
+    venv = tmp_path / 'env'
+    result = run_setup(tmp_path, venv, PYTHON=str(base / 'bin' / 'python'))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert (f"{base / 'bin' / 'python'} has transformers 5.0.0, which the "
+            'OpenMMLab stack cannot be imported beside') in log, log[-4000:]
+    assert 'mmc2f 0.' in log and 'ready' in log
+    python = str(venv / 'bin' / 'python')
+    seen = subprocess.run(
+        [python, '-c', 'import importlib.metadata as m, importlib.util as u; '
+         "print(m.version('baseprobe'), u.find_spec('transformers'))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert seen == ['1.0', 'None']
+    uninstall = subprocess.run(
+        [python, '-m', 'pip', 'uninstall', '-y', 'baseprobe'],
+        capture_output=True, text=True, env=offline_env())
+    assert 'outside environment' in uninstall.stdout + uninstall.stderr
+    assert osp.isfile(osp.join(site, 'baseprobe.py'))
 
 
 @pytest.mark.skipif(torch.version.cuda is None,
@@ -174,17 +215,20 @@ def test_a_toolkit_without_headers_is_refused(tmp_path):
 def test_force_cuda_rebuilds_an_mmcv_without_cuda_ops(tmp_path):
     """No GPU here: FORCE_CUDA=1 still wants CUDA ops, which the working
     CPU-only mmcv lacks; it sets out to build them (offline: stopped), for
-    the architectures it must be given."""
+    the architectures it must be given (plain ones)."""
     venv = tmp_path / 'env'
     make_env(venv)
     result = run_setup(tmp_path, venv, FORCE_CUDA='1')
     assert result.returncode != 0
     assert 'FORCE_CUDA=1 without a visible GPU needs the GPUs to compile ' \
         'for: set TORCH_CUDA_ARCH_LIST' in result.stderr
+    # The GPU image's list: its architecture-specific target is built plain.
     result = run_setup(tmp_path, venv, FORCE_CUDA='1',
-                       TORCH_CUDA_ARCH_LIST='9.0')
+                       TORCH_CUDA_ARCH_LIST='9.0a')
     log = result.stdout + result.stderr
     assert result.returncode != 0
+    assert ("building mmcv's CUDA ops for 9.0 rather than "
+            "TORCH_CUDA_ARCH_LIST's 9.0a") in result.stderr
     assert ('installing mmcv 2.1.0 with ops: mmcv 2.1.0 is installed without '
             'the CUDA ops this machine can build') in log, log[-4000:]
     assert_stopped_offline(log)
