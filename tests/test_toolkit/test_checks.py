@@ -166,7 +166,8 @@ def test_train_py_stops_before_the_model_is_built(tmp_path, data_root):
     result = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools/train.py'), FINETUNE,
          '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-         f'train_dataloader.dataset.data_root={own}/',
+         f'train_dataloader.dataset.data_root={own}/', 'val_cfg=None',
+         'val_dataloader=None', 'val_evaluator=None',
          'model.backbone.init_cfg=None'],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
         text=True, timeout=600)

@@ -20,7 +20,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from mmc2f.toolkit.overrides import SMALL_UPERNET, to_cli
-from tests.test_e2e.helpers import REPO, tool_module
+from tests.test_e2e.helpers import (REPO, imagenet_layout,
+                                   tool_module)
 
 INFER = osp.join(REPO, 'tools/infer.py')
 DET_CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py'
@@ -388,10 +389,13 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path, checkpoints):
     given with the N config would otherwise predict with random weights,
     through infer.py and test.py alike."""
     checkpoint, _ = checkpoints(CLS_CONFIG.replace('-n_', '-t_'), {})
+    data = [f'{k}={v}' for k, v in imagenet_layout(
+        str(tmp_path / 'data')).items()]
     for tool, args in ((INFER, [FLOWER, CLS_CONFIG, checkpoint, '--out-dir',
                                 tmp_path / 'out', '--device', 'cpu']),
                        (osp.join(REPO, 'tools/test.py'),
-                        [CLS_CONFIG, checkpoint, '--work-dir', tmp_path])):
+                        [CLS_CONFIG, checkpoint, '--work-dir', tmp_path,
+                         '--cfg-options', *data])):
         result = subprocess.run([sys.executable, tool, *map(str, args)],
                                 cwd=REPO, capture_output=True, text=True)
         assert result.returncode != 0
