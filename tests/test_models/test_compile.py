@@ -12,6 +12,9 @@ SMALL_ARCH = dict(channels=[16, 32, 48, 64], depths=[1, 1, 2, 1],
 def test_backbone_compiles(grad):
     """``torch.compile`` (Inductor, CPU) traces the plain ops, not the fused
     oneDNN path, and matches eager in inference and in a backward pass."""
+    # Dynamo's state from earlier compiles in this process (other input
+    # sizes would make it compile this one with dynamic shapes).
+    torch._dynamo.reset()
     torch.manual_seed(0)
     model = Conv2Former(SMALL_ARCH, out_indices=(0, 1, 2, 3), out_norm=True,
                         layer_scale_init_value=0.5).eval()
