@@ -22,7 +22,7 @@ from mmc2f.toolkit.checks import (check_classification_classes,
                                   check_detection_classes,
                                   check_segmentation_labels)
 from mmc2f.toolkit.checks.datasets import leaf_datasets
-from mmc2f.toolkit.synthetic_data import make_ade_shapes, make_coco_shapes
+from mmc2f.toolkit.synthetic_data import make_ade_shapes
 from tests.test_e2e.helpers import REPO, load
 
 FINETUNE = ('configs/mask_rcnn/finetune/'
@@ -34,11 +34,9 @@ CASCADE = ('configs/cascade_mask_rcnn/'
 SHAPES = ('rectangle', 'ellipse', 'triangle')
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp('shapes'))
-    make_coco_shapes(root, num_train=2, num_val=1, size=(32, 32))
-    return root + '/'
+@pytest.fixture
+def data_root(coco_shapes) -> str:
+    return coco_shapes
 
 
 def finetune(data_root: str, classes=SHAPES) -> Config:

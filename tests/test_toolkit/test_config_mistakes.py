@@ -14,20 +14,11 @@ from mmengine.registry import init_default_scope
 import mmc2f  # noqa: F401
 from mmc2f.models import Conv2Former
 from mmc2f.toolkit.checks import check_feature_channels
-from mmc2f.toolkit.synthetic_data import make_coco_shapes
 from tests.test_e2e.helpers import REPO, load
 
 MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'  # noqa: E501
 UPERNET = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'  # noqa: E501
 IMAGENET = 'configs/imagenet/conv2former-t_8xb128_in1k.py'
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory) -> str:
-    """A COCO-format training set (the data the mistakes are made on)."""
-    root = str(tmp_path_factory.mktemp('shapes'))
-    make_coco_shapes(root, num_train=1, num_val=1, size=(32, 32))
-    return root + '/'
 
 
 def train_fails(tmp_path, shapes: str, config: str, *options: str) -> str:
@@ -47,16 +38,16 @@ def train_fails(tmp_path, shapes: str, config: str, *options: str) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
-def test_misspelt_backbone_key(tmp_path, shapes):
+def test_misspelt_backbone_key(tmp_path, coco_shapes):
     """mmengine's builder already names the key and the class (no change)."""
-    output = train_fails(tmp_path, shapes, MASK_RCNN,
+    output = train_fails(tmp_path, coco_shapes, MASK_RCNN,
                          'model.backbone.out_indice=[0,1,2,3]')
     assert output == ("TypeError: Conv2Former.__init__() got an unexpected "
                       "keyword argument 'out_indice'")
 
 
-def test_neck_channels_not_matching_the_backbone(tmp_path, shapes):
-    output = train_fails(tmp_path, shapes, MASK_RCNN,
+def test_neck_channels_not_matching_the_backbone(tmp_path, coco_shapes):
+    output = train_fails(tmp_path, coco_shapes, MASK_RCNN,
                          'model.neck.in_channels=[96,192,384,768]')
     assert output.startswith(
         'error: model.neck.in_channels=[96, 192, 384, 768] does not '

@@ -15,7 +15,7 @@ from mmengine.registry import init_default_scope
 
 from mmc2f.toolkit.checks import ConfigCheckError, check_data_files
 from mmc2f.toolkit.cli import library_file
-from mmc2f.toolkit.synthetic_data import make_ade_shapes, make_coco_shapes
+from mmc2f.toolkit.synthetic_data import make_ade_shapes
 from tests.test_e2e.helpers import REPO, imagenet_layout, load
 
 MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_conv2former-t_fpn_amp-ms-crop-3x_coco.py'  # noqa: E501
@@ -24,13 +24,6 @@ FINETUNE = ('configs/mask_rcnn/finetune/'
 UPERNET = 'configs/upernet/upernet_conv2former-t_8xb2-amp-160k_ade20k-512x512.py'  # noqa: E501
 IMAGENET = 'configs/imagenet/conv2former-n_8xb128_in1k.py'
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp('shapes'))
-    make_coco_shapes(root, num_train=1, num_val=1, size=(32, 32))
-    return root + '/'
 
 
 def finetune(root: str) -> Config:
@@ -64,11 +57,11 @@ def test_a_paper_config_without_its_data(tmp_path):
         'val_evaluator.ann_file=DIR/annotations/instances_val2017.json')
 
 
-def test_only_the_data_of_the_run(tmp_path, shapes):
+def test_only_the_data_of_the_run(tmp_path, coco_shapes):
     """Testing needs the test data alone; training, its training data and,
     where the config validates, the validation data."""
     root = str(tmp_path / 'data') + '/'
-    shutil.copytree(shapes, root)
+    shutil.copytree(coco_shapes, root)
     cfg = finetune(root)
     for loops in (['train'], ['test'], ['train', 'test']):
         check_data_files(cfg, loops)
@@ -79,7 +72,7 @@ def test_only_the_data_of_the_run(tmp_path, shapes):
             'instances_train.json, which does not exist. ')):
         check_data_files(cfg, ['train'])
     os.remove(root + 'annotations/instances_val.json')
-    cfg.train_dataloader.dataset.data_root = shapes
+    cfg.train_dataloader.dataset.data_root = coco_shapes
     with pytest.raises(ConfigCheckError, match='^val_dataloader.dataset '):
         check_data_files(cfg, ['train'])
     # Without validation, the training data alone.
@@ -87,8 +80,8 @@ def test_only_the_data_of_the_run(tmp_path, shapes):
     check_data_files(cfg, ['train'])
 
 
-def test_the_metrics_annotation_file(shapes):
-    cfg = finetune(shapes)
+def test_the_metrics_annotation_file(coco_shapes):
+    cfg = finetune(coco_shapes)
     cfg.test_evaluator.ann_file = 'data/elsewhere/instances_val.json'
     with pytest.raises(ConfigCheckError, match=re.escape(
             'test_evaluator reads the file data/elsewhere/instances_val.json'
