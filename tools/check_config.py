@@ -1,7 +1,8 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """Run the checks that ``tools/train.py`` and ``tools/test.py`` run before
-any work, alone: the config's variables, its data against its classes and
-heads, and its neck and heads against the backbone's feature maps.
+any work, alone: the config's variables, its data files, its data against
+its classes and heads, and its neck and heads against the backbone's feature
+maps.
 
     python tools/check_config.py CONFIG [--run {train,test}]
         [--cfg-options k=v ...]

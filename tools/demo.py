@@ -63,11 +63,11 @@ def train_and_test(config: str, overrides: Overrides, work_dir: str,
     cfg.merge_from_dict(overrides)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
-    build_runner(cfg.copy()).train()
+    build_runner(cfg.copy(), loops=('train', )).train()
 
     cfg.load_from = osp.join(work_dir, checkpoint)
     SCOPES[cfg.default_scope]['show_dir'](cfg, osp.join(work_dir, 'vis'))
-    return build_runner(cfg).test()
+    return build_runner(cfg, loops=('test', )).test()
 
 
 def picture_dirs(work_dir: str) -> str:

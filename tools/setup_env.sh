@@ -33,39 +33,55 @@ elif [[ -n "${CONDA_PREFIX:-}" ]]; then
 else
   VENV="$ROOT/.venv"
 fi
+BASE="${PYTHON:-python3}"
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating virtual environment $VENV"
   # A Python that already has torch (a GPU image's CUDA build, often offline) lends its packages
   # to the new environment, as --system-site-packages would, less what the stack cannot be
-  # imported beside (below); its pip and setuptools too, where it has them. The environment
+  # imported beside (below); its pip and setuptools too, where it has pip. The environment
   # records the Python it sees.
-  if "${PYTHON:-python3}" -c 'import torch' 2>/dev/null; then
-    if "${PYTHON:-python3}" -c 'import pip' 2>/dev/null; then
-      "${PYTHON:-python3}" -m venv --without-pip "$VENV"
+  if "$BASE" -c 'import torch' 2>/dev/null; then
+    if "$BASE" -c 'import pip' 2>/dev/null; then
+      "$BASE" -m venv --without-pip "$VENV"
+      # The base's pip, run by this environment's Python, installs here.
+      for name in pip pip3; do
+        printf '#!/bin/sh\nexec "%s/bin/python" -m pip "$@"\n' "$(cd "$VENV" && pwd)" >"$VENV/bin/$name"
+        chmod +x "$VENV/bin/$name"
+      done
     else
-      "${PYTHON:-python3}" -m venv "$VENV"
+      "$BASE" -m venv "$VENV"
     fi
-    "${PYTHON:-python3}" -c 'import sys; print(sys.executable)' >"$VENV/mmc2f-base-python"
+    "$BASE" -c 'import sys; print(sys.executable)' >"$VENV/mmc2f-base-python"
   else
-    "${PYTHON:-python3}" -m venv "$VENV"
+    "$BASE" -m venv "$VENV"
   fi
 fi
+VENV="$(cd "$VENV" && pwd)"  # absolute: the paths below are written into files
 PY="$VENV/bin/python"
-# The base Python's packages are seen through a view of symbolic links, made anew at each run (the
-# base may have changed), without transformers >= 5: mmpretrain 1.2.0 imports its multimodal
+PIP=("$PY" -m pip --disable-pip-version-check)
+# The tested Python; torch 2.14.1 needs >= 3.10 and the lock file's versions (numpy 2.4.6, ...) 3.11.
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
+  || die "Python >= 3.11 is required, $PY is $("$PY" -V 2>&1); create the environment with \
+another one: remove $VENV if this script made it, then e.g. PYTHON=python3.11 bash \
+tools/setup_env.sh (an environment that already has torch, mmcv 2.1.0 and the OpenMMLab \
+libraries needs only: pip install -e .)"
+# The base Python's package folders are added after the environment's own, as
+# --system-site-packages adds them, each made anew at each run. A folder holding transformers >= 5
+# is seen through a view of symbolic links without it: mmpretrain 1.2.0 imports its multimodal
 # models wherever transformers >= 4.28 is installed, and they need names that transformers 5
-# removed. The view lies outside the environment: pip then never uninstalls (deletes) the base's
-# files through it, as it does nothing outside an environment.
+# removed. The folders and views lie outside the environment, so pip never uninstalls (deletes)
+# the base's files, as it does nothing outside an environment; a package added to the base later
+# is seen at once, except in a view (run this script again).
 if [[ -f "$VENV/mmc2f-base-python" ]]; then
   BASE_PY="$(cat "$VENV/mmc2f-base-python")"
   [[ -x "$BASE_PY" ]] || die "$VENV was made to see the packages of $BASE_PY, which no longer \
 exists: remove $VENV and run this script again"
-  BASE_VIEW="$(dirname "$VENV")/.mmc2f-base-site/$(basename "$VENV")"
   VENV_SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  "$BASE_PY" - "$BASE_VIEW" "$VENV_SITE" <<'PY' || die "could not make the view of $BASE_PY's packages"
-import os, re, shutil, site, sys
+  "$BASE_PY" - "$(dirname "$VENV")/.mmc2f-base-site/$(basename "$VENV")" "$VENV_SITE" <<'PY' \
+    || die "could not add the packages of $BASE_PY"
+import os, re, shutil, site, sys, tempfile
 from importlib.metadata import version
-view, venv_site = sys.argv[1:]
+views, venv_site = sys.argv[1:]
 def major(name):
     try:
         return int(re.match(r'\d+', version(name)).group())
@@ -76,31 +92,35 @@ def is_hidden(entry):  # the package or module, and its metadata
     return any(entry == name or entry.startswith(name + '.') or (
         entry.startswith(name + '-') and entry.endswith(('.dist-info', '.egg-info')))
         for name in hidden)
-shutil.rmtree(view, ignore_errors=True)
+folders = site.getsitepackages() + [site.getusersitepackages()] * bool(site.ENABLE_USER_SITE)
+folders = [f for f in folders if os.path.isdir(f)]
+viewed = [i for i, f in enumerate(folders) if any(map(is_hidden, os.listdir(f)))]
+# New views are made beside the old ones, then put in their place.
+staged = None
+if viewed:
+    os.makedirs(os.path.dirname(views), exist_ok=True)
+    staged = tempfile.mkdtemp(prefix='.staged-', dir=os.path.dirname(views))
 lines = []
-for i, folder in enumerate(d for d in site.getsitepackages() if os.path.isdir(d)):
-    target = os.path.join(view, str(i))
-    os.makedirs(target)
-    for entry in os.listdir(folder):
-        if not is_hidden(entry):
-            os.symlink(os.path.join(folder, entry), os.path.join(target, entry))
-    lines.append(f'import site; site.addsitedir({target!r})')
-# After the environment's own site-packages, as --system-site-packages puts them.
+for i, folder in enumerate(folders):
+    if i in viewed:
+        os.makedirs(os.path.join(staged, str(i)))
+        for entry in os.listdir(folder):
+            if not is_hidden(entry):
+                os.symlink(os.path.join(folder, entry), os.path.join(staged, str(i), entry))
+        folder = os.path.join(views, str(i))
+    lines.append(f'import site; site.addsitedir({folder!r})')
+shutil.rmtree(views, ignore_errors=True)
+if staged:
+    os.rename(staged, views)
 with open(os.path.join(venv_site, 'zz-mmc2f-base-site.pth'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
 for name in sorted(hidden):
     print(f'[setup] {sys.executable} has {name} {version(name)}, which the OpenMMLab stack '
-          'cannot be imported beside: this environment sees its other packages, not it')
+          'cannot be imported beside: this environment sees its other packages, not it',
+          file=sys.stderr)
 PY
-  log "packages of $BASE_PY seen through $BASE_VIEW"
+  log "packages of $BASE_PY seen from $VENV"
 fi
-PIP=("$PY" -m pip --disable-pip-version-check)
-# The tested Python; torch 2.14.1 needs >= 3.10 and the lock file's versions (numpy 2.4.6, ...) 3.11.
-"$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
-  || die "Python >= 3.11 is required, $PY is $("$PY" -V 2>&1); create the environment with \
-another one: remove $VENV if this script made it, then e.g. PYTHON=python3.11 bash \
-tools/setup_env.sh (an environment that already has torch, mmcv 2.1.0 and the OpenMMLab \
-libraries needs only: pip install -e .)"
 log "environment: $VENV ($("$PY" -V 2>&1))"
 
 # transformers >= 5 in the environment itself (one this script made sees the base's packages
@@ -243,7 +263,7 @@ arches = re.split(r'[;\s]+', arches) if arches else visible
 # use none of those features, and a build for 9.0a failed its op check on an H200 where one for
 # 9.0 worked: mmcv is built for the plain architecture, which runs on the same GPUs.
 plain = list(dict.fromkeys(re.sub(r'^(\d+\.\d+)[af]', r'\1', a) for a in arches))
-if cuda and plain != arches:
+if cuda and plain != list(dict.fromkeys(arches)):
     print(f"[setup] building mmcv's CUDA ops for {';'.join(plain)} rather than "
           f"TORCH_CUDA_ARCH_LIST's {';'.join(arches)}: the same GPUs run them", file=sys.stderr)
 arches = ';'.join(plain)

@@ -126,6 +126,17 @@ def test_other_storage_is_left_to_its_backend(tmp_path, key, value):
     check_data_files(cfg, ['train'])
 
 
+def test_the_fix_moves_what_the_config_gives(tmp_path):
+    """An absolute annotation file is moved by its own key, not data_root."""
+    cfg = finetune(str(tmp_path / 'nothing') + '/')
+    cfg.val_cfg = None
+    cfg.train_dataloader.dataset.ann_file = str(tmp_path / 'ann/train.json')
+    with pytest.raises(ConfigCheckError) as error:
+        check_data_files(cfg, ['train'])
+    assert str(error.value).endswith(
+        '--cfg-options train_dataloader.dataset.ann_file=DIR/FILE')
+
+
 def _named_dataset(cfg: Config, where: str) -> dict:
     node = cfg
     for key in where.split('.'):

@@ -171,7 +171,9 @@ def test_a_python_with_torch_and_transformers_5_lends_the_rest(tmp_path):
     _fake_distribution(site, 'transformers', '5.0.0', 'transformers.py')
     _fake_distribution(site, 'baseprobe', '1.0', 'baseprobe.py')
     venv = tmp_path / 'env'
-    result = run_setup(tmp_path, venv, PYTHON=str(base / 'bin' / 'python'))
+    # Named relative to the working directory (the repository's).
+    result = run_setup(tmp_path, osp.relpath(venv, REPO),
+                       PYTHON=str(base / 'bin' / 'python'))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert (f"{base / 'bin' / 'python'} has transformers 5.0.0, which the "
@@ -181,8 +183,13 @@ def test_a_python_with_torch_and_transformers_5_lends_the_rest(tmp_path):
     seen = subprocess.run(
         [python, '-c', 'import importlib.metadata as m, importlib.util as u; '
          "print(m.version('baseprobe'), u.find_spec('transformers'))"],
-        capture_output=True, text=True, check=True).stdout.split()
+        cwd='/', capture_output=True, text=True, check=True).stdout.split()
     assert seen == ['1.0', 'None']
+    # Its pip is the base's, run by its own Python.
+    assert subprocess.run([str(venv / 'bin' / 'pip'), '-V'],
+                          capture_output=True, text=True,
+                          check=True).stdout.rstrip().endswith(
+        '(python {}.{})'.format(*sys.version_info[:2]))
     uninstall = subprocess.run(
         [python, '-m', 'pip', 'uninstall', '-y', 'baseprobe'],
         capture_output=True, text=True, env=offline_env())

@@ -1,8 +1,8 @@
 # Copyright (c) mmc2f contributors. All rights reserved.
 """The data files a run opens before its first iteration, where they are
 local paths: each dataset's annotation file, the folder a dataset without
-one lists (ADE20k's images, ImageNet's class folders), and the annotation
-file of a COCO metric.
+one lists (ADE20k's images, ImageNet's class folders), and an evaluator's
+annotation file (a COCO or LVIS metric's).
 
 Each is missing in a user's first run of a paper config (the data not yet
 downloaded, or elsewhere than ``data_root`` says); the libraries then stop
@@ -18,7 +18,8 @@ does not read. Paths with a scheme (``s3://``) or read through another
 import importlib
 import os
 import os.path as osp
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 from mmengine.config import Config
 from mmengine.fileio import join_path
@@ -81,31 +82,56 @@ def _resolved_paths(dataset: Dict[str, Any],
         prefix.get('img_path') if isinstance(prefix, dict) else None)
 
 
-def _read_paths(cfg: Config,
-                dataloaders: List[str]) -> Iterator[Tuple[str, str, str, str]]:
-    """(dataset or evaluator key, path as resolved, 'file' or 'folder', the
-    key under it that moves the path) of the local data that the dataloaders
-    and their evaluators open when they are built."""
+class _Read(NamedTuple):
+    """A local file or folder that a dataset or an evaluator reads."""
+    where: str  # the dataset's or evaluator's key
+    path: str  # as the library resolves it
+    kind: str  # 'file' or 'folder'
+    fix: str  # the option that moves it
+
+
+def _under(path: str, roots: List[str]) -> str:
+    """An evaluator's file as a fix writes it: under DIR where it lies under
+    a dataset's data_root (COCO's annotations), else DIR/FILE."""
+    for root in roots:
+        if path.startswith(root.rstrip('/') + '/'):
+            return osp.join('DIR', path[len(root.rstrip('/')) + 1:])
+    return 'DIR/FILE'
+
+
+def _read_paths(cfg: Config, dataloaders: List[str]) -> Iterator[_Read]:
+    """The local data that the dataloaders and their evaluators open when
+    they are built."""
     from mmengine.dataset import BaseDataset
     registry = importlib.import_module(
         f'{cfg.default_scope}.registry').DATASETS
+    roots = []
     for where, dataset in leaf_datasets(cfg, dataloaders):
         kind = dataset_class(dataset, registry, BaseDataset)
         if kind is None:
             continue
+        if isinstance(dataset.get('data_root'), str) and dataset['data_root']:
+            roots.append(dataset['data_root'])
         ann_file, folder = _resolved_paths(
             dataset, lazily_built(dataset, registry, BaseDataset))
         backend_args = dataset.get('backend_args')
+        # data_root moves the paths that the config gives relative to it.
         if isinstance(ann_file, str) and ann_file:
             if _is_local(ann_file, backend_args):
-                yield where, ann_file, 'file', 'data_root'
+                moved_by = 'ann_file=DIR/FILE' if is_abs(
+                    dataset.get('ann_file') or '') else 'data_root=DIR/'
+                yield _Read(where, ann_file, 'file', f'{where}.{moved_by}')
             continue
         # No annotation file: MMSegmentation's and MMPretrain's folder
         # datasets list their image folder (others, such as CIFAR, may
         # download theirs).
         if _lists_its_folder(kind) and isinstance(
                 folder, str) and folder and _is_local(folder, backend_args):
-            yield where, folder, 'folder', 'data_root'
+            prefix = dataset.get('data_prefix')
+            own, key = (prefix.get('img_path'), 'data_prefix.img_path') \
+                if isinstance(prefix, dict) else (prefix, 'data_prefix')
+            yield _Read(where, folder, 'folder', f'{where}.{key}=DIR/'
+                        if is_abs(own or '') else f'{where}.data_root=DIR/')
     for name in dataloaders:
         key = name.replace('dataloader', 'evaluator')
         evaluators = cfg.get(key)
@@ -116,37 +142,24 @@ def _read_paths(cfg: Config,
                 evaluator, dict) else None
             if isinstance(ann_file, str) and ann_file and _is_local(
                     ann_file, evaluator.get('backend_args')):
-                yield where, ann_file, 'file', 'ann_file'
-
-
-def _under_dir(path: str, roots: List[str]) -> str:
-    """An evaluator's file as the fix writes it: under DIR where it lies
-    under a dataset's data_root (COCO's annotations), else DIR/FILE."""
-    for root in roots:
-        if path.startswith(root):
-            return osp.join('DIR', path[len(root):].lstrip('/'))
-    return 'DIR/FILE'
+                yield _Read(where, ann_file, 'file',
+                            f'{where}.ann_file={_under(ann_file, roots)}')
 
 
 def check_data_files(cfg: Config, loops: Sequence[str]) -> None:
     """ConfigCheckError where a local annotation file or listed folder that
     the ``loops`` ('train', 'test') read does not exist."""
-    dataloaders = _run_dataloaders(cfg, loops)
-    reads = list(_read_paths(cfg, dataloaders))
-    roots = [d['data_root'] for _, d in leaf_datasets(cfg, dataloaders)
-             if isinstance(d.get('data_root'), str) and d['data_root']]
-    for where, path, kind, _ in reads:
+    reads = list(_read_paths(cfg, _run_dataloaders(cfg, loops)))
+    for read in reads:
         # A folder given as ann_file is the dataset's to judge.
-        if osp.exists(path) if kind == 'file' else osp.isdir(path):
+        if osp.exists(read.path) if read.kind == 'file' else osp.isdir(
+                read.path):
             continue
-        relative = '' if osp.isabs(path) else \
+        relative = '' if osp.isabs(read.path) else \
             f' (relative to the working directory, {os.getcwd()})'
-        keys = [f'{w}.{moves}=' + ('DIR/' if moves == 'data_root' else
-                                   _under_dir(p, roots))
-                for w, p, _, moves in reads]
         raise ConfigCheckError(
-            f'{where} reads the {kind} {path}, which does not exist'
-            f'{relative}. Put the data there, or point the config at them '
-            'with the same keys in a config that inherits it or with '
+            f'{read.where} reads the {read.kind} {read.path}, which does not '
+            f'exist{relative}. Put the data there, or point the config at '
+            'them with the same keys in a config that inherits it or with '
             '--cfg-options '
-            f'{" ".join(dict.fromkeys(keys))}')
+            f'{" ".join(dict.fromkeys(r.fix for r in reads))}')
