@@ -46,8 +46,11 @@ from mmc2f.checkpoint import CheckpointLoadError, check_trained_checkpoint
 from mmc2f.toolkit.checks import dataset_metainfo
 from mmc2f.toolkit.cli import config_scope
 
+# A folder's files taken as images: formats that OpenCV, which the
+# inferencers decode with, reads (GIF since 4.7). A multi-page TIFF or an
+# animated GIF is predicted and drawn on its first frame, as OpenCV reads it.
 IMAGE_EXTS = ('.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.bmp', '.tif',
-              '.tiff', '.webp')
+              '.tiff', '.webp', '.gif')
 DEFAULT_SCORE_THR = 0.3  # DetInferencer's
 
 # The RGB picture, the JSON dict and a one-line summary of one image.

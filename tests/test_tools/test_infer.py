@@ -319,6 +319,31 @@ def test_images_whose_outputs_would_collide_are_refused(tmp_path):
         load_tool().list_images(str(tmp_path))
 
 
+def test_a_folders_animated_gif_is_predicted_on_its_first_frame(
+        tmp_path, checkpoints):
+    """OpenCV reads GIF: a folder's GIF (any case of the extension) is
+    predicted and drawn on its first frame, as one given alone is. Before,
+    a folder's GIFs were left out without a word."""
+    images = tmp_path / 'images'
+    images.mkdir()
+    red, blue = (Image.new('RGB', (64, 48), c) for c in ('red', 'blue'))
+    red.save(images / 'anim.GIF', save_all=True, append_images=[blue])
+    Image.open(FLOWER).resize((64, 48)).save(images / 'photo.png')
+    tool = load_tool()
+    assert tool.list_images(str(images)) == [
+        str(images / 'anim.GIF'), str(images / 'photo.png')]
+    checkpoint, _ = checkpoints(CLS_CONFIG, {})
+    out_dir = tmp_path / 'out'
+    assert tool.main([str(images), CLS_CONFIG, str(checkpoint), '--out-dir',
+                      str(out_dir), '--device', 'cpu']) == 0
+    pred, picture = read_outputs(out_dir, str(images / 'anim.GIF'))
+    assert pred['task'] == 'classification' and picture.shape == (48, 64, 3)
+    # The label is drawn over the red first frame, not the blue second.
+    colours, counts = np.unique(picture.reshape(-1, 3), axis=0,
+                                return_counts=True)
+    assert colours[counts.argmax()].tolist() == [255, 0, 0]
+
+
 def test_files_that_cannot_be_read_are_skipped(tmp_path, checkpoints):
     """A truncated photo, an empty file, macOS's ``._`` sidecar and a folder
     named like an image: the readable images are all done, the unreadable
