@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import mmcv
 import numpy as np
+import torch
 from mmengine.config import Config, DictAction
 
 from mmc2f.checkpoint import CheckpointLoadError, check_trained_checkpoint
@@ -179,9 +180,55 @@ def detector(cfg: Config, args: argparse.Namespace) -> Infer:
     return infer
 
 
+# The most bytes of class scores upsampled at once to a photograph's size.
+SCORES_AT_ONCE = 1 << 30
+
+
+def upsample_scores_in_groups(model: Any,
+                              budget: int = SCORES_AT_ONCE) -> None:
+    """Make the segmentor's ``postprocess_result`` upsample its class scores
+    to the image's size a group of classes at a time, keeping the running
+    best: the same label map as MMSegmentation's (its own steps per group;
+    the first of equal scores wins, as in ``argmax``), in ``budget`` bytes
+    where it would take classes x pixels x 4 (14 GB for ADE20k's 150 classes
+    on a 24-megapixel photo). The full-size scores (``seg_logits``), which
+    the inferencer does not use, are not kept then."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    original = model.postprocess_result
+
+    def postprocess_result(seg_logits, data_samples=None):
+        classes = seg_logits.shape[1]
+        pixels = max((int(np.prod(s.metainfo['ori_shape'][:2]))
+                      for s in data_samples or []), default=0)
+        group = max(budget // max(pixels * seg_logits.element_size(), 1), 1)
+        if classes == 1 or not data_samples or group >= classes:
+            return original(seg_logits, data_samples)
+        best: List[Any] = [None] * len(data_samples)
+        labels: List[Any] = [None] * len(data_samples)
+        for start in range(0, classes, group):
+            parts = original(
+                seg_logits[:, start:start + group],
+                [SegDataSample(metainfo=s.metainfo) for s in data_samples])
+            for i, part in enumerate(parts):
+                score, label = part.seg_logits.data.max(dim=0)
+                if best[i] is None:
+                    best[i], labels[i] = score, label
+                else:
+                    better = score > best[i]
+                    best[i] = torch.where(better, score, best[i])
+                    labels[i] = torch.where(better, label + start, labels[i])
+        for sample, label in zip(data_samples, labels):
+            sample.set_data({'pred_sem_seg': PixelData(data=label[None])})
+        return data_samples
+
+    model.postprocess_result = postprocess_result
+
+
 def segmentor(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmseg.apis import MMSegInferencer
     inferencer = MMSegInferencer(cfg, args.checkpoint, device=args.device)
+    upsample_scores_in_groups(inferencer.model)
     meta = class_meta(inferencer.model, cfg, check_trained_checkpoint(
         inferencer.model, args.checkpoint))
     inferencer.model.dataset_meta = meta

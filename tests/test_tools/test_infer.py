@@ -20,8 +20,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from mmc2f.toolkit.overrides import SMALL_UPERNET, to_cli
-from tests.test_e2e.helpers import (REPO, imagenet_layout,
-                                   tool_module)
+from tests.test_e2e.helpers import REPO, imagenet_layout, tool_module
 
 INFER = osp.join(REPO, 'tools/infer.py')
 DET_CONFIG = 'configs/mask_rcnn/mask-rcnn_conv2former-n_fpn_amp-ms-crop-3x_coco.py'
@@ -154,6 +153,22 @@ def test_segmentation_map(tmp_path, checkpoints):
     assert [int(m.sum()) for m in masks] == [s['area'] for s in segments]
     assert (np.sum(masks, axis=0) == 1).all()
     assert_drawn_on(picture, TEMPLE)
+
+
+def test_large_photos_scores_upsampled_in_groups_of_classes(tmp_path):
+    """A photograph's label map from class scores upsampled a few classes
+    at a time (as for a 24-megapixel photo, which would take 14 GB at once)
+    is MMSegmentation's own, pixel for pixel."""
+    from mmseg.apis import MMSegInferencer
+    cfg = Config.fromfile(osp.join(REPO, SEG_CONFIG))
+    cfg.merge_from_dict(dict(SEG_OPTIONS, **{'model.backbone.init_cfg': None}))
+    inferencer = MMSegInferencer(cfg, device='cpu')
+    whole = inferencer(TEMPLE)['predictions']
+    height, width = whole.shape
+    # 150 classes in groups of 40: three full groups and a partial one.
+    tool_module(INFER).upsample_scores_in_groups(
+        inferencer.model, budget=40 * height * width * 4)
+    assert np.array_equal(inferencer(TEMPLE)['predictions'], whole)
 
 
 def test_classification_label_on_a_folder(tmp_path, checkpoints):
