@@ -161,6 +161,7 @@ def class_meta(model: Any, cfg: Config,
 def detector(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmdet.apis import DetInferencer
     inferencer = DetInferencer(cfg, args.checkpoint, device=args.device)
+    inferencer.show_progress = False  # the tool prints a line per image
     meta = class_meta(inferencer.model, cfg, check_trained_checkpoint(
         inferencer.model, args.checkpoint))
     # Its visualizer draws with the model's meta, read when it was built.
@@ -228,6 +229,7 @@ def upsample_scores_in_groups(model: Any,
 def segmentor(cfg: Config, args: argparse.Namespace) -> Infer:
     from mmseg.apis import MMSegInferencer
     inferencer = MMSegInferencer(cfg, args.checkpoint, device=args.device)
+    inferencer.show_progress = False  # the tool prints a line per image
     upsample_scores_in_groups(inferencer.model)
     meta = class_meta(inferencer.model, cfg, check_trained_checkpoint(
         inferencer.model, args.checkpoint))
@@ -265,6 +267,7 @@ def classifier(cfg: Config, args: argparse.Namespace) -> Infer:
     init_default_scope('mmpretrain')
     inferencer = ImageClassificationInferencer(cfg, args.checkpoint,
                                                device=args.device)
+    inferencer.show_progress = False  # the tool prints a line per image
     inferencer.classes = class_meta(
         inferencer.model, cfg,
         check_trained_checkpoint(inferencer.model, args.checkpoint))['classes']
