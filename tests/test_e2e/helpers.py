@@ -63,9 +63,9 @@ def imagenet_layout(root: str) -> Dict[str, str]:
     """ImageNet's layout under ``root`` (``meta/train.txt``, ``meta/val.txt``
     and their image folders, one labelled image each, no pixels read); the
     ``--cfg-options`` that point an ImageNet config's dataloaders at it."""
+    os.makedirs(osp.join(root, 'meta'), exist_ok=True)
     for split in ('train', 'val'):
         os.makedirs(osp.join(root, split), exist_ok=True)
-        os.makedirs(osp.join(root, 'meta'), exist_ok=True)
         with open(osp.join(root, 'meta', f'{split}.txt'), 'w') as f:
             f.write('n01440764/0.JPEG 0\n')
     return {f'{loader}.dataset.data_root': root

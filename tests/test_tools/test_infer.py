@@ -166,9 +166,17 @@ def test_large_photos_scores_upsampled_in_groups_of_classes(tmp_path):
     whole = inferencer(TEMPLE)['predictions']
     height, width = whole.shape
     # 150 classes in groups of 40: three full groups and a partial one.
+    original, groups = inferencer.model.postprocess_result, []
+
+    def counted(seg_logits, data_samples=None):
+        groups.append(seg_logits.shape[1])
+        return original(seg_logits, data_samples)
+
+    inferencer.model.postprocess_result = counted
     tool_module(INFER).upsample_scores_in_groups(
         inferencer.model, budget=40 * height * width * 4)
     assert np.array_equal(inferencer(TEMPLE)['predictions'], whole)
+    assert groups == [40, 40, 40, 30]
 
 
 def test_classification_label_on_a_folder(tmp_path, checkpoints):
